@@ -1,0 +1,385 @@
+//! Persistence of cityops: devices, last values, incidents with their evidence and the bus event log.
+//!
+//! SQLite through sqlx by default (a file in the data directory, WAL mode, `synchronous=FULL` so a
+//! committed incident survives a crash). Writes come in batches from one writer task, never one
+//! transaction per reading. Migrations are embedded in the binary and run at open.
+
+mod migrations;
+mod rows;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cityops_core::{
+    Device, DeviceId, Incident, IncidentId, IncidentState, UnixMillis, Value,
+    incident::IncidentCleared,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+
+pub use rows::{DeviceRecord, LastValue};
+
+/// Errors the store reports to callers that must tell them apart.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("device {0} already exists with a different kind or location")]
+    DeviceConflict(DeviceId),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Unexpected(e.into())
+    }
+}
+
+/// Where a device registration came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSource {
+    Config,
+    Api,
+}
+
+impl DeviceSource {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeviceSource::Config => "config",
+            DeviceSource::Api => "api",
+        }
+    }
+}
+
+/// What a registration did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registered {
+    Created,
+    /// The same device was already there: nothing changed.
+    Unchanged,
+    /// Moved or re-kinded (only registrations from config may do this).
+    Updated,
+}
+
+/// One batch of writes, committed in one transaction.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    pub opened: Vec<Incident>,
+    pub cleared: Vec<IncidentCleared>,
+    pub last_values: Vec<LastValue>,
+}
+
+impl WriteBatch {
+    pub fn is_empty(&self) -> bool {
+        self.opened.is_empty() && self.cleared.is_empty() && self.last_values.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.opened.len() + self.cleared.len() + self.last_values.len()
+    }
+}
+
+/// Filters and paging of the incident list.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentQuery {
+    pub device: Option<DeviceId>,
+    pub state: Option<IncidentState>,
+    /// Opened at or after (Unix ms).
+    pub from: Option<UnixMillis>,
+    /// Opened before (Unix ms).
+    pub to: Option<UnixMillis>,
+    /// Return incidents with an id below this one (keyset paging, newest first).
+    pub before_id: Option<IncidentId>,
+    pub limit: u32,
+}
+
+/// One page of incidents, newest first.
+#[derive(Debug, Clone)]
+pub struct IncidentPage {
+    pub items: Vec<Incident>,
+    /// Pass as `before_id` to get the next page; `None` on the last page.
+    pub next_cursor: Option<IncidentId>,
+}
+
+/// An event of the log as stored: its sequence number and its wire JSON.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: u64,
+    pub json: String,
+}
+
+/// An event to append to the log.
+#[derive(Debug, Clone, Copy)]
+pub struct EventRow<'a> {
+    pub seq: u64,
+    pub event_type: &'a str,
+    pub time: UnixMillis,
+    pub json: &'a str,
+}
+
+/// The store handle: cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+const META_SEQ_RESERVED: &str = "bus_seq_reserved";
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` (`sqlite://PATH`, `sqlite::memory:`) and migrates it.
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            anyhow::bail!(
+                "database URL {url:?}: PostgreSQL is not supported by this version yet; use sqlite://PATH \
+                 (the default is sqlite://DATA_DIR/cityops.db)"
+            );
+        }
+        if !url.starts_with("sqlite:") {
+            anyhow::bail!("database URL {url:?} is not a sqlite:// URL");
+        }
+        let options = SqliteConnectOptions::from_str(url)
+            .with_context(|| format!("Failed to parse database URL {url:?}"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pool = SqlitePoolOptions::new()
+            // An in-memory database exists once per connection: keep exactly one.
+            .max_connections(if in_memory { 1 } else { 4 })
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("Failed to open database {url}"))?;
+        migrations::sqlite()
+            .run(&pool)
+            .await
+            .with_context(|| format!("Failed to migrate database {url}"))?;
+        Ok(Self { pool })
+    }
+
+    /// Closes every connection, waiting for work in flight.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---- devices ----
+
+    /// Registers a device. From the API the same body again is `Unchanged`, a different one a conflict;
+    /// from config (the operator's file is the truth) it updates.
+    pub async fn register_device(&self, device: &Device, source: DeviceSource, now: UnixMillis) -> Result<Registered, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let existing = sqlx::query("SELECT kind, lon, lat FROM devices WHERE id = ?")
+            .bind(device.id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let outcome = match existing {
+            None => {
+                sqlx::query("INSERT INTO devices (id, kind, lon, lat, source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+                    .bind(device.id.as_str())
+                    .bind(device.kind.as_str())
+                    .bind(device.lon)
+                    .bind(device.lat)
+                    .bind(source.as_str())
+                    .bind(now)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                Registered::Created
+            }
+            Some(row) => {
+                let same = row.get::<String, _>("kind") == device.kind.as_str()
+                    && row.get::<f64, _>("lon") == device.lon
+                    && row.get::<f64, _>("lat") == device.lat;
+                if same {
+                    Registered::Unchanged
+                } else if source == DeviceSource::Api {
+                    return Err(StoreError::DeviceConflict(device.id.clone()));
+                } else {
+                    sqlx::query("UPDATE devices SET kind = ?, lon = ?, lat = ?, source = ?, updated_at = ? WHERE id = ?")
+                        .bind(device.kind.as_str())
+                        .bind(device.lon)
+                        .bind(device.lat)
+                        .bind(source.as_str())
+                        .bind(now)
+                        .bind(device.id.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    Registered::Updated
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Every registered device.
+    pub async fn devices(&self) -> anyhow::Result<Vec<Device>> {
+        let rows = sqlx::query("SELECT id, kind, lon, lat FROM devices ORDER BY id").fetch_all(&self.pool).await?;
+        rows.iter().map(rows::device_from_row).collect()
+    }
+
+    /// Every registered device with its last stored values (as of the last batch).
+    pub async fn device_records(&self) -> anyhow::Result<Vec<DeviceRecord>> {
+        rows::device_records(&self.pool).await
+    }
+
+    // ---- the write path ----
+
+    /// Commits a batch of incident changes and last values in one transaction.
+    pub async fn apply(&self, batch: &WriteBatch) -> anyhow::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for incident in &batch.opened {
+            rows::insert_incident(&mut tx, incident).await?;
+        }
+        for cleared in &batch.cleared {
+            sqlx::query("UPDATE incidents SET state = 'cleared', cleared_at = ?, clear_value = ? WHERE id = ? AND state = 'open'")
+                .bind(cleared.cleared_at)
+                .bind(value_json(&cleared.value))
+                .bind(cleared.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Multi-row upserts; 5 parameters a row keeps each statement far below SQLite's parameter limit.
+        for chunk in batch.last_values.chunks(500) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT INTO device_last_values (device_id, name, value, unit, time) ");
+            qb.push_values(chunk, |mut b, lv| {
+                b.push_bind(lv.device_id.as_str())
+                    .push_bind(lv.name.as_str())
+                    .push_bind(value_json(&lv.value))
+                    .push_bind(lv.unit.as_deref())
+                    .push_bind(lv.time);
+            });
+            qb.push(
+                " ON CONFLICT (device_id, name) DO UPDATE SET value = excluded.value, unit = excluded.unit, \
+                 time = excluded.time WHERE excluded.time >= device_last_values.time",
+            );
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await.context("Failed to commit a write batch")?;
+        Ok(())
+    }
+
+    // ---- incidents ----
+
+    pub async fn incident(&self, id: IncidentId) -> anyhow::Result<Option<Incident>> {
+        let row = sqlx::query("SELECT * FROM incidents WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(rows::incident_from_row).transpose()
+    }
+
+    /// Every open incident (to restore the rule engine's state after a restart).
+    pub async fn open_incidents(&self) -> anyhow::Result<Vec<Incident>> {
+        let rows = sqlx::query("SELECT * FROM incidents WHERE state = 'open' ORDER BY id").fetch_all(&self.pool).await?;
+        rows.iter().map(rows::incident_from_row).collect()
+    }
+
+    /// The highest incident id ever used (0 when none).
+    pub async fn max_incident_id(&self) -> anyhow::Result<IncidentId> {
+        Ok(sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(id) FROM incidents").fetch_one(&self.pool).await?.unwrap_or(0))
+    }
+
+    pub async fn incidents(&self, query: &IncidentQuery) -> anyhow::Result<IncidentPage> {
+        let limit = query.limit.clamp(1, 1000);
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM incidents WHERE 1 = 1");
+        if let Some(device) = &query.device {
+            qb.push(" AND device_id = ").push_bind(device.as_str().to_string());
+        }
+        if let Some(state) = query.state {
+            qb.push(" AND state = ").push_bind(state.as_str());
+        }
+        if let Some(from) = query.from {
+            qb.push(" AND opened_at >= ").push_bind(from);
+        }
+        if let Some(to) = query.to {
+            qb.push(" AND opened_at < ").push_bind(to);
+        }
+        if let Some(before) = query.before_id {
+            qb.push(" AND id < ").push_bind(before);
+        }
+        // One more than asked tells whether there is a next page.
+        qb.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        let mut items = rows.iter().map(rows::incident_from_row).collect::<anyhow::Result<Vec<_>>>()?;
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|i| i.id)
+        } else {
+            None
+        };
+        Ok(IncidentPage { items, next_cursor })
+    }
+
+    // ---- the event log ----
+
+    /// Appends events to the log (idempotent: an event already there is left alone).
+    pub async fn append_events(&self, events: &[EventRow<'_>]) -> anyhow::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for chunk in events.chunks(500) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT OR IGNORE INTO events (seq, type, time, json) ");
+            qb.push_values(chunk, |mut b, e| {
+                b.push_bind(e.seq as i64).push_bind(e.event_type).push_bind(e.time).push_bind(e.json);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await.context("Failed to commit events to the log")?;
+        Ok(())
+    }
+
+    /// Up to `limit` logged events with a sequence number above `after`, in order.
+    pub async fn events_after(&self, after: u64, limit: u32) -> anyhow::Result<Vec<StoredEvent>> {
+        let rows = sqlx::query("SELECT seq, json FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after as i64)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| StoredEvent { seq: r.get::<i64, _>("seq") as u64, json: r.get("json") }).collect())
+    }
+
+    /// The sequence number the bus must continue after: the highest logged or reserved one.
+    pub async fn bus_seq_floor(&self) -> anyhow::Result<u64> {
+        let logged: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events").fetch_one(&self.pool).await?;
+        let reserved: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+            .bind(META_SEQ_RESERVED)
+            .fetch_optional(&self.pool)
+            .await?;
+        let reserved = reserved.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        Ok((logged.unwrap_or(0) as u64).max(reserved))
+    }
+
+    /// Records that sequence numbers up to `seq` may have been handed out, so a restart after a crash
+    /// never reuses one a client has already seen.
+    pub async fn reserve_bus_seq(&self, seq: u64) -> anyhow::Result<()> {
+        sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(META_SEQ_RESERVED)
+            .bind(seq.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes logged events older than `before` (Unix ms); returns how many.
+    pub async fn prune_events(&self, before: UnixMillis) -> anyhow::Result<u64> {
+        Ok(sqlx::query("DELETE FROM events WHERE time < ?").bind(before).execute(&self.pool).await?.rows_affected())
+    }
+
+    /// The pool, for tests that must change rows behind the application's back.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+pub(crate) fn value_json(value: &Value) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+#[cfg(test)]
+mod tests;
