@@ -1,1 +1,163 @@
-//! placeholder
+//! The HTTP face of cityops: REST API, the live websocket, metrics, health and the embedded pages.
+//!
+//! [`router`] builds the whole application from an [`AppState`]; serving it is the binary's job, and
+//! tests drive the router directly or over a real socket.
+
+mod error;
+mod pages;
+mod rest;
+mod ws;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use cityops_bus::Bus;
+use cityops_core::telemetry::{Counter, Gauge, PromWriter};
+use cityops_ingest::{IngestStats, Registry};
+use cityops_store::Store;
+use tokio::sync::watch;
+
+pub use error::ApiError;
+
+/// Limits of the websocket endpoint.
+#[derive(Debug, Clone)]
+pub struct WsConfig {
+    /// A live client more than this many events behind the bus is resynchronised.
+    pub max_lag: u64,
+    /// A client that does not take a frame within this time is disconnected.
+    pub send_timeout: std::time::Duration,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            max_lag: 8192,
+            send_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub bus: Bus,
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    pub ingest_stats: Arc<IngestStats>,
+    pub api_stats: Arc<ApiStats>,
+    /// True once ingestion is subscribed; `/healthz` answers 200 only then.
+    pub ready: watch::Receiver<bool>,
+    /// Becomes true at shutdown: websocket clients are told and closed.
+    pub shutdown: watch::Receiver<bool>,
+    pub ws: WsConfig,
+}
+
+/// Counters of the HTTP side.
+#[derive(Debug, Default)]
+pub struct ApiStats {
+    pub ws_clients: Gauge,
+    pub ws_connections: Counter,
+    pub ws_frames_sent: Counter,
+    pub ws_resyncs_lagged: Counter,
+    pub ws_resyncs_gap: Counter,
+    pub ws_send_timeouts: Counter,
+    pub ws_replayed_from_store: Counter,
+}
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(pages::index))
+        .route("/static/*path", get(pages::asset))
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
+        .route("/ws", get(ws::handler))
+        .route(
+            "/api/v1/devices",
+            get(rest::list_devices).post(rest::register_device),
+        )
+        .route("/api/v1/incidents", get(rest::list_incidents))
+        .route("/api/v1/incidents/:id", get(rest::get_incident))
+        .fallback(error::not_found)
+        .with_state(state)
+}
+
+async fn health(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let ready = *state.ready.borrow();
+    let body = axum::Json(serde_json::json!({
+        "status": if ready { "ok" } else { "starting" },
+        "mqtt_subscribed": ready,
+        "last_seq": state.bus.last_seq(),
+    }));
+    let status = if ready {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, body).into_response()
+}
+
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> impl axum::response::IntoResponse {
+    let mut w = PromWriter::new();
+    state.ingest_stats.render(&mut w);
+    state.bus.render_metrics(&mut w);
+    let s = &state.api_stats;
+    w.single(
+        "cityops_ws_clients",
+        "gauge",
+        "Websocket clients connected.",
+        s.ws_clients.get(),
+    );
+    w.single(
+        "cityops_ws_connections_total",
+        "counter",
+        "Websocket connections accepted.",
+        s.ws_connections.get(),
+    );
+    w.single(
+        "cityops_ws_frames_sent_total",
+        "counter",
+        "Event frames sent to websocket clients.",
+        s.ws_frames_sent.get(),
+    );
+    w.family(
+        "cityops_ws_resyncs_total",
+        "counter",
+        "Resync messages sent to websocket clients, by reason.",
+    );
+    w.sample(
+        "cityops_ws_resyncs_total",
+        &[("reason", "lagged")],
+        s.ws_resyncs_lagged.get(),
+    );
+    w.sample(
+        "cityops_ws_resyncs_total",
+        &[("reason", "gap")],
+        s.ws_resyncs_gap.get(),
+    );
+    w.single(
+        "cityops_ws_send_timeouts_total",
+        "counter",
+        "Websocket clients disconnected for not reading.",
+        s.ws_send_timeouts.get(),
+    );
+    w.single(
+        "cityops_ws_replayed_from_store_total",
+        "counter",
+        "Events replayed to websocket clients from the stored log.",
+        s.ws_replayed_from_store.get(),
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        w.finish(),
+    )
+}

@@ -48,7 +48,10 @@ pub struct BusConfig {
 
 impl Default for BusConfig {
     fn default() -> Self {
-        Self { capacity: 32_768, first_seq: 1 }
+        Self {
+            capacity: 32_768,
+            first_seq: 1,
+        }
     }
 }
 
@@ -114,15 +117,25 @@ impl Filter {
                 }
                 None => {
                     let known: Vec<_> = EventType::ALL.iter().map(|t| t.as_str()).collect();
-                    return Err(format!("unknown event type {name:?}; known types: {}", known.join(", ")));
+                    return Err(format!(
+                        "unknown event type {name:?}; known types: {}",
+                        known.join(", ")
+                    ));
                 }
             }
         }
-        Ok(Self { types: if types.is_empty() { None } else { Some(types) } })
+        Ok(Self {
+            types: if types.is_empty() { None } else { Some(types) },
+        })
     }
 
     pub fn matches(&self, event: &BusEvent) -> bool {
-        self.types.as_ref().is_none_or(|t| t.contains(event.event_type().as_str()))
+        self.matches_type(event.event_type().as_str())
+    }
+
+    /// Whether events of this type name pass (for events read back from the store's log).
+    pub fn matches_type(&self, event_type: &str) -> bool {
+        self.types.as_ref().is_none_or(|t| t.contains(event_type))
     }
 }
 
@@ -131,7 +144,10 @@ impl Filter {
 pub enum Recv {
     Event(Arc<Published>),
     /// The subscriber fell out of the ring: `missed` events were skipped and reading resumes at `resume_seq`.
-    Lagged { missed: u64, resume_seq: u64 },
+    Lagged {
+        missed: u64,
+        resume_seq: u64,
+    },
     /// The bus is gone (shutdown).
     Closed,
 }
@@ -143,7 +159,10 @@ impl Bus {
         let (notify, _) = watch::channel(first_seq - 1);
         Self {
             shared: Arc::new(Shared {
-                ring: RwLock::new(Ring { events: VecDeque::with_capacity(capacity), next_seq: first_seq }),
+                ring: RwLock::new(Ring {
+                    events: VecDeque::with_capacity(capacity),
+                    next_seq: first_seq,
+                }),
                 notify,
                 capacity,
                 stats: BusStats::default(),
@@ -164,12 +183,20 @@ impl Bus {
 
     /// Publishes several events with consecutive sequence numbers; returns the last one (or the current
     /// last sequence number when `datas` is empty).
-    pub fn publish_batch_at(&self, datas: impl IntoIterator<Item = EventData>, time: DateTime<Utc>) -> u64 {
+    pub fn publish_batch_at(
+        &self,
+        datas: impl IntoIterator<Item = EventData>,
+        time: DateTime<Utc>,
+    ) -> u64 {
         let last = {
             let mut ring = self.shared.ring.write();
             for data in datas {
                 let event_type = data.event_type();
-                let event = BusEvent { seq: ring.next_seq, data, time };
+                let event = BusEvent {
+                    seq: ring.next_seq,
+                    data,
+                    time,
+                };
                 // Serialising inside the lock keeps sequence order and ring order the same; events are small.
                 let published = Arc::new(Published::new(event));
                 ring.next_seq += 1;
@@ -187,7 +214,9 @@ impl Bus {
 
     /// Closes the bus: subscribers drain what is held, then receive [`Recv::Closed`].
     pub fn close(&self) {
-        self.shared.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.shared.notify.send_modify(|_| {});
     }
 
@@ -226,7 +255,12 @@ impl Bus {
     pub fn subscribe_after(&self, seq: u64, filter: Filter) -> Subscription {
         let mut notify = self.shared.notify.subscribe();
         notify.borrow_and_update();
-        Subscription { bus: self.clone(), cursor: seq, filter, notify }
+        Subscription {
+            bus: self.clone(),
+            cursor: seq,
+            filter,
+            notify,
+        }
     }
 
     /// Copies held events with sequence numbers in `(after, after + max]`, and whether the ring had
@@ -244,14 +278,42 @@ impl Bus {
 
     /// Renders the bus metrics.
     pub fn render_metrics(&self, w: &mut PromWriter) {
-        w.family("cityops_bus_events_published_total", "counter", "Events published on the bus, by type.");
+        w.family(
+            "cityops_bus_events_published_total",
+            "counter",
+            "Events published on the bus, by type.",
+        );
         for t in EventType::ALL {
-            w.sample("cityops_bus_events_published_total", &[("type", t.as_str())], self.shared.stats.published[t as usize].get());
+            w.sample(
+                "cityops_bus_events_published_total",
+                &[("type", t.as_str())],
+                self.shared.stats.published[t as usize].get(),
+            );
         }
-        w.single("cityops_bus_depth_events", "gauge", "Events held in the bus ring.", self.depth());
-        w.single("cityops_bus_last_seq", "gauge", "Sequence number of the last event.", self.last_seq());
-        w.single("cityops_bus_lag_events_total", "counter", "Times a subscriber fell behind the ring and was told so.", self.shared.stats.lagged.get());
-        w.single("cityops_bus_lagged_skipped_events_total", "counter", "Events skipped by lagging subscribers (each one reported to it).", self.shared.stats.lagged_events.get());
+        w.single(
+            "cityops_bus_depth_events",
+            "gauge",
+            "Events held in the bus ring.",
+            self.depth(),
+        );
+        w.single(
+            "cityops_bus_last_seq",
+            "gauge",
+            "Sequence number of the last event.",
+            self.last_seq(),
+        );
+        w.single(
+            "cityops_bus_lag_events_total",
+            "counter",
+            "Times a subscriber fell behind the ring and was told so.",
+            self.shared.stats.lagged.get(),
+        );
+        w.single(
+            "cityops_bus_lagged_skipped_events_total",
+            "counter",
+            "Events skipped by lagging subscribers (each one reported to it).",
+            self.shared.stats.lagged_events.get(),
+        );
     }
 }
 
@@ -299,7 +361,10 @@ impl Subscription {
                 self.bus.shared.stats.lagged.inc();
                 self.bus.shared.stats.lagged_events.add(missed);
                 self.cursor = first - 1;
-                return Some(Recv::Lagged { missed, resume_seq: first });
+                return Some(Recv::Lagged {
+                    missed,
+                    resume_seq: first,
+                });
             }
             let before = out.len();
             for event in scratch.drain(..) {

@@ -32,7 +32,10 @@ async fn next_seq(sub: &mut Subscription) -> u64 {
 
 #[tokio::test]
 async fn events_are_numbered_in_order_from_first_seq() {
-    let bus = Bus::new(BusConfig { capacity: 16, first_seq: 100 });
+    let bus = Bus::new(BusConfig {
+        capacity: 16,
+        first_seq: 100,
+    });
     let mut sub = bus.subscribe(Filter::all());
     assert_eq!(bus.publish(device_event(0)), 100);
     assert_eq!(bus.publish(device_event(1)), 101);
@@ -46,7 +49,9 @@ async fn wire_json_is_serialised_once_with_its_seq() {
     let bus = Bus::new(BusConfig::default());
     let mut sub = bus.subscribe(Filter::all());
     bus.publish(device_event(3));
-    let Recv::Event(e) = sub.recv().await else { panic!() };
+    let Recv::Event(e) = sub.recv().await else {
+        panic!()
+    };
     let v: serde_json::Value = serde_json::from_str(&e.json).unwrap();
     assert_eq!(v["seq"], 1);
     assert_eq!(v["type"], "device.registered");
@@ -60,12 +65,19 @@ async fn filter_by_type_skips_other_events() {
     bus.publish(reading_event(1));
     bus.publish(device_event(2));
     assert_eq!(next_seq(&mut sub).await, 3);
-    assert!(Filter::types(["incident.bogus"]).unwrap_err().contains("incident.opened"));
+    assert!(
+        Filter::types(["incident.bogus"])
+            .unwrap_err()
+            .contains("incident.opened")
+    );
 }
 
 #[tokio::test]
 async fn replay_after_a_sequence_number_returns_every_later_event() {
-    let bus = Bus::new(BusConfig { capacity: 100, first_seq: 1 });
+    let bus = Bus::new(BusConfig {
+        capacity: 100,
+        first_seq: 1,
+    });
     for i in 0..10 {
         bus.publish(device_event(i));
     }
@@ -79,7 +91,10 @@ async fn replay_after_a_sequence_number_returns_every_later_event() {
 
 #[tokio::test]
 async fn a_subscriber_that_falls_out_of_the_ring_is_told_exactly_how_much_it_missed() {
-    let bus = Bus::new(BusConfig { capacity: 4, first_seq: 1 });
+    let bus = Bus::new(BusConfig {
+        capacity: 4,
+        first_seq: 1,
+    });
     let mut slow = bus.subscribe(Filter::all());
     let mut fast = bus.subscribe(Filter::all());
     for i in 0..10 {
@@ -103,13 +118,22 @@ async fn a_subscriber_that_falls_out_of_the_ring_is_told_exactly_how_much_it_mis
 
 #[tokio::test]
 async fn replay_from_before_the_ring_reports_the_gap() {
-    let bus = Bus::new(BusConfig { capacity: 3, first_seq: 1 });
+    let bus = Bus::new(BusConfig {
+        capacity: 3,
+        first_seq: 1,
+    });
     for i in 0..5 {
         bus.publish(device_event(i));
     }
     assert_eq!(bus.first_seq_in_memory(), 3);
     let mut sub = bus.subscribe_after(0, Filter::all());
-    assert!(matches!(sub.recv().await, Recv::Lagged { missed: 2, resume_seq: 3 }));
+    assert!(matches!(
+        sub.recv().await,
+        Recv::Lagged {
+            missed: 2,
+            resume_seq: 3
+        }
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -129,7 +153,10 @@ async fn recv_waits_for_a_publish_and_close_ends_it() {
 
 #[tokio::test]
 async fn many_events_read_in_batches() {
-    let bus = Bus::new(BusConfig { capacity: 1000, first_seq: 1 });
+    let bus = Bus::new(BusConfig {
+        capacity: 1000,
+        first_seq: 1,
+    });
     let mut sub = bus.subscribe(Filter::all());
     for i in 0..250 {
         bus.publish(device_event(i));

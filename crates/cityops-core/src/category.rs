@@ -125,7 +125,9 @@ impl Catalogue {
     }
 
     pub fn get(&self, code: &str) -> Result<&Category, CategoryError> {
-        self.by_code.get(code).ok_or_else(|| CategoryError::Unknown(code.to_string()))
+        self.by_code
+            .get(code)
+            .ok_or_else(|| CategoryError::Unknown(code.to_string()))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Category> {
@@ -165,6 +167,9 @@ mod tests {
         for bad in ["", "X0101", "C010", "C01011", "C0a01", "C0001", "E0100"] {
             assert!(parse_code(bad).is_err(), "{bad}");
         }
-        assert!(matches!(Catalogue::builtin().get("E9999"), Err(CategoryError::Unknown(_))));
+        assert!(matches!(
+            Catalogue::builtin().get("E9999"),
+            Err(CategoryError::Unknown(_))
+        ));
     }
 }

@@ -34,7 +34,10 @@ fn check_id(s: &str, max: usize, extra: &[char]) -> Result<(), IdError> {
     if s.chars().count() > max {
         return Err(IdError::TooLong { max });
     }
-    if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || extra.contains(c))) {
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || extra.contains(c)))
+    {
         return Err(IdError::BadChar(c));
     }
     Ok(())
@@ -100,7 +103,10 @@ pub struct Device {
 
 impl Device {
     pub fn location(&self) -> GeoPoint {
-        GeoPoint { lon: self.lon, lat: self.lat }
+        GeoPoint {
+            lon: self.lon,
+            lat: self.lat,
+        }
     }
 }
 
@@ -116,14 +122,21 @@ mod tests {
         assert_eq!(DeviceId::new(""), Err(IdError::Empty));
         assert_eq!(DeviceId::new("a/b"), Err(IdError::BadChar('/')));
         assert_eq!(DeviceId::new("a+"), Err(IdError::BadChar('+')));
-        assert_eq!(DeviceId::new(&"x".repeat(129)), Err(IdError::TooLong { max: 128 }));
+        assert_eq!(
+            DeviceId::new(&"x".repeat(129)),
+            Err(IdError::TooLong { max: 128 })
+        );
         assert_eq!(DeviceKind::new("water:level"), Err(IdError::BadChar(':')));
     }
 
     #[test]
     fn device_json_round_trip_checks_ids() {
-        let d: Device = serde_json::from_str(r#"{"id":"mc-1","kind":"manhole_cover","lon":116.4,"lat":39.9}"#).unwrap();
+        let d: Device =
+            serde_json::from_str(r#"{"id":"mc-1","kind":"manhole_cover","lon":116.4,"lat":39.9}"#)
+                .unwrap();
         assert_eq!(d.id.as_str(), "mc-1");
-        assert!(serde_json::from_str::<Device>(r#"{"id":"a b","kind":"x","lon":1,"lat":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<Device>(r#"{"id":"a b","kind":"x","lon":1,"lat":1}"#).is_err()
+        );
     }
 }

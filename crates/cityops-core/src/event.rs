@@ -48,8 +48,12 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 4] =
-        [EventType::IncidentOpened, EventType::IncidentCleared, EventType::DeviceRegistered, EventType::Reading];
+    pub const ALL: [EventType; 4] = [
+        EventType::IncidentOpened,
+        EventType::IncidentCleared,
+        EventType::DeviceRegistered,
+        EventType::Reading,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -2,7 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{UnixMillis, device::{DeviceId, DeviceKind}, reading::Value};
+use crate::{
+    UnixMillis,
+    device::{DeviceId, DeviceKind},
+    reading::Value,
+};
 
 /// Incident ids are positive integers, unique in one store.
 pub type IncidentId = i64;

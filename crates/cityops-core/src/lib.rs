@@ -14,7 +14,7 @@ pub mod incident;
 pub mod reading;
 pub mod telemetry;
 
-pub use category::{Category, CategoryClass, Catalogue};
+pub use category::{Catalogue, Category, CategoryClass};
 pub use device::{Device, DeviceId, DeviceKind};
 pub use event::{BusEvent, EventData, EventType};
 pub use geo::GeoPoint;

@@ -61,7 +61,12 @@ impl PromWriter {
     }
 
     /// One sample with labels (`&[("reason", "malformed_json")]`).
-    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) -> &mut Self {
+    pub fn sample(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: impl std::fmt::Display,
+    ) -> &mut Self {
         self.out.push_str(name);
         if !labels.is_empty() {
             self.out.push('{');
@@ -69,7 +74,10 @@ impl PromWriter {
                 if i > 0 {
                     self.out.push(',');
                 }
-                let escaped = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                let escaped = v
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
                 let _ = write!(self.out, "{k}=\"{escaped}\"");
             }
             self.out.push('}');
@@ -79,7 +87,13 @@ impl PromWriter {
     }
 
     /// A family with a single unlabelled sample.
-    pub fn single(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) -> &mut Self {
+    pub fn single(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        value: impl std::fmt::Display,
+    ) -> &mut Self {
         self.family(name, kind, help).sample(name, &[], value)
     }
 
@@ -99,7 +113,11 @@ pub struct LogLimiter {
 
 impl LogLimiter {
     pub fn new(interval: Duration) -> Self {
-        Self { interval, last: None, suppressed: 0 }
+        Self {
+            interval,
+            last: None,
+            suppressed: 0,
+        }
     }
 
     /// `Some(suppressed_since_last_line)` when a line may be written now, `None` to stay quiet.
@@ -124,7 +142,11 @@ mod tests {
     #[test]
     fn prometheus_text_escapes_labels() {
         let mut w = PromWriter::new();
-        w.family("cityops_x_total", "counter", "X.").sample("cityops_x_total", &[("reason", "a\"b")], 3);
+        w.family("cityops_x_total", "counter", "X.").sample(
+            "cityops_x_total",
+            &[("reason", "a\"b")],
+            3,
+        );
         assert_eq!(
             w.finish(),
             "# HELP cityops_x_total X.\n# TYPE cityops_x_total counter\ncityops_x_total{reason=\"a\\\"b\"} 3\n"

@@ -105,6 +105,7 @@ pub struct IncidentPage {
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub seq: u64,
+    pub event_type: String,
     pub json: String,
 }
 
@@ -117,7 +118,8 @@ pub struct EventRow<'a> {
     pub json: &'a str,
 }
 
-/// The store handle: cheap to clone.
+/// The store handle: cheap to clone. Write transactions start with `BEGIN IMMEDIATE`, so two writers
+/// queue on SQLite's busy timeout instead of failing on a read-to-write lock upgrade.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
@@ -170,8 +172,13 @@ impl Store {
 
     /// Registers a device. From the API the same body again is `Unchanged`, a different one a conflict;
     /// from config (the operator's file is the truth) it updates.
-    pub async fn register_device(&self, device: &Device, source: DeviceSource, now: UnixMillis) -> Result<Registered, StoreError> {
-        let mut tx = self.pool.begin().await?;
+    pub async fn register_device(
+        &self,
+        device: &Device,
+        source: DeviceSource,
+        now: UnixMillis,
+    ) -> Result<Registered, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let existing = sqlx::query("SELECT kind, lon, lat FROM devices WHERE id = ?")
             .bind(device.id.as_str())
             .fetch_optional(&mut *tx)
@@ -218,7 +225,9 @@ impl Store {
 
     /// Every registered device.
     pub async fn devices(&self) -> anyhow::Result<Vec<Device>> {
-        let rows = sqlx::query("SELECT id, kind, lon, lat FROM devices ORDER BY id").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT id, kind, lon, lat FROM devices ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(rows::device_from_row).collect()
     }
 
@@ -234,7 +243,7 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for incident in &batch.opened {
             rows::insert_incident(&mut tx, incident).await?;
         }
@@ -248,7 +257,9 @@ impl Store {
         }
         // Multi-row upserts; 5 parameters a row keeps each statement far below SQLite's parameter limit.
         for chunk in batch.last_values.chunks(500) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT INTO device_last_values (device_id, name, value, unit, time) ");
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO device_last_values (device_id, name, value, unit, time) ",
+            );
             qb.push_values(chunk, |mut b, lv| {
                 b.push_bind(lv.device_id.as_str())
                     .push_bind(lv.name.as_str())
@@ -262,33 +273,46 @@ impl Store {
             );
             qb.build().execute(&mut *tx).await?;
         }
-        tx.commit().await.context("Failed to commit a write batch")?;
+        tx.commit()
+            .await
+            .context("Failed to commit a write batch")?;
         Ok(())
     }
 
     // ---- incidents ----
 
     pub async fn incident(&self, id: IncidentId) -> anyhow::Result<Option<Incident>> {
-        let row = sqlx::query("SELECT * FROM incidents WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM incidents WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(rows::incident_from_row).transpose()
     }
 
     /// Every open incident (to restore the rule engine's state after a restart).
     pub async fn open_incidents(&self) -> anyhow::Result<Vec<Incident>> {
-        let rows = sqlx::query("SELECT * FROM incidents WHERE state = 'open' ORDER BY id").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM incidents WHERE state = 'open' ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(rows::incident_from_row).collect()
     }
 
     /// The highest incident id ever used (0 when none).
     pub async fn max_incident_id(&self) -> anyhow::Result<IncidentId> {
-        Ok(sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(id) FROM incidents").fetch_one(&self.pool).await?.unwrap_or(0))
+        Ok(
+            sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(id) FROM incidents")
+                .fetch_one(&self.pool)
+                .await?
+                .unwrap_or(0),
+        )
     }
 
     pub async fn incidents(&self, query: &IncidentQuery) -> anyhow::Result<IncidentPage> {
         let limit = query.limit.clamp(1, 1000);
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM incidents WHERE 1 = 1");
         if let Some(device) = &query.device {
-            qb.push(" AND device_id = ").push_bind(device.as_str().to_string());
+            qb.push(" AND device_id = ")
+                .push_bind(device.as_str().to_string());
         }
         if let Some(state) = query.state {
             qb.push(" AND state = ").push_bind(state.as_str());
@@ -303,9 +327,13 @@ impl Store {
             qb.push(" AND id < ").push_bind(before);
         }
         // One more than asked tells whether there is a next page.
-        qb.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+        qb.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
         let rows = qb.build().fetch_all(&self.pool).await?;
-        let mut items = rows.iter().map(rows::incident_from_row).collect::<anyhow::Result<Vec<_>>>()?;
+        let mut items = rows
+            .iter()
+            .map(rows::incident_from_row)
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let next_cursor = if items.len() > limit as usize {
             items.truncate(limit as usize);
             items.last().map(|i| i.id)
@@ -322,31 +350,47 @@ impl Store {
         if events.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for chunk in events.chunks(500) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT OR IGNORE INTO events (seq, type, time, json) ");
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT OR IGNORE INTO events (seq, type, time, json) ");
             qb.push_values(chunk, |mut b, e| {
-                b.push_bind(e.seq as i64).push_bind(e.event_type).push_bind(e.time).push_bind(e.json);
+                b.push_bind(e.seq as i64)
+                    .push_bind(e.event_type)
+                    .push_bind(e.time)
+                    .push_bind(e.json);
             });
             qb.build().execute(&mut *tx).await?;
         }
-        tx.commit().await.context("Failed to commit events to the log")?;
+        tx.commit()
+            .await
+            .context("Failed to commit events to the log")?;
         Ok(())
     }
 
     /// Up to `limit` logged events with a sequence number above `after`, in order.
     pub async fn events_after(&self, after: u64, limit: u32) -> anyhow::Result<Vec<StoredEvent>> {
-        let rows = sqlx::query("SELECT seq, json FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
-            .bind(after as i64)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(|r| StoredEvent { seq: r.get::<i64, _>("seq") as u64, json: r.get("json") }).collect())
+        let rows =
+            sqlx::query("SELECT seq, type, json FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
+                .bind(after as i64)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredEvent {
+                seq: r.get::<i64, _>("seq") as u64,
+                event_type: r.get("type"),
+                json: r.get("json"),
+            })
+            .collect())
     }
 
     /// The sequence number the bus must continue after: the highest logged or reserved one.
     pub async fn bus_seq_floor(&self) -> anyhow::Result<u64> {
-        let logged: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events").fetch_one(&self.pool).await?;
+        let logged: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
         let reserved: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
             .bind(META_SEQ_RESERVED)
             .fetch_optional(&self.pool)
@@ -368,7 +412,11 @@ impl Store {
 
     /// Deletes logged events older than `before` (Unix ms); returns how many.
     pub async fn prune_events(&self, before: UnixMillis) -> anyhow::Result<u64> {
-        Ok(sqlx::query("DELETE FROM events WHERE time < ?").bind(before).execute(&self.pool).await?.rows_affected())
+        Ok(sqlx::query("DELETE FROM events WHERE time < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 
     /// The pool, for tests that must change rows behind the application's back.

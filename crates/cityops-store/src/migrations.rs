@@ -4,15 +4,28 @@ use std::borrow::Cow;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-const SQLITE: &[(i64, &str, &str)] = &[(1, "spine", include_str!("../migrations/sqlite/0001_spine.sql"))];
+const SQLITE: &[(i64, &str, &str)] = &[(
+    1,
+    "spine",
+    include_str!("../migrations/sqlite/0001_spine.sql"),
+)];
 
 /// The migrator for SQLite.
 pub fn sqlite() -> Migrator {
     let migrations = SQLITE
         .iter()
         .map(|(version, description, sql)| {
-            Migration::new(*version, Cow::Borrowed(*description), MigrationType::Simple, Cow::Borrowed(*sql), false)
+            Migration::new(
+                *version,
+                Cow::Borrowed(*description),
+                MigrationType::Simple,
+                Cow::Borrowed(*sql),
+                false,
+            )
         })
         .collect::<Vec<_>>();
-    Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ..Migrator::DEFAULT
+    }
 }

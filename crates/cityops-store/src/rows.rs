@@ -44,7 +44,10 @@ pub(crate) fn device_from_row(row: &SqliteRow) -> anyhow::Result<Device> {
 }
 
 pub(crate) async fn device_records(pool: &SqlitePool) -> anyhow::Result<Vec<DeviceRecord>> {
-    let rows = sqlx::query("SELECT id, kind, lon, lat, source, created_at FROM devices ORDER BY id").fetch_all(pool).await?;
+    let rows =
+        sqlx::query("SELECT id, kind, lon, lat, source, created_at FROM devices ORDER BY id")
+            .fetch_all(pool)
+            .await?;
     let mut last: BTreeMap<String, Vec<LastValue>> = BTreeMap::new();
     for row in sqlx::query("SELECT device_id, name, value, unit, time FROM device_last_values ORDER BY device_id, name")
         .fetch_all(pool)
@@ -65,12 +68,20 @@ pub(crate) async fn device_records(pool: &SqlitePool) -> anyhow::Result<Vec<Devi
         .map(|row| {
             let device = device_from_row(row)?;
             let last_values = last.remove(device.id.as_str()).unwrap_or_default();
-            Ok(DeviceRecord { device, source: row.get("source"), created_at: row.get("created_at"), last_values })
+            Ok(DeviceRecord {
+                device,
+                source: row.get("source"),
+                created_at: row.get("created_at"),
+                last_values,
+            })
         })
         .collect()
 }
 
-pub(crate) async fn insert_incident(tx: &mut Transaction<'_, Sqlite>, i: &Incident) -> anyhow::Result<()> {
+pub(crate) async fn insert_incident(
+    tx: &mut Transaction<'_, Sqlite>,
+    i: &Incident,
+) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO incidents (id, device_id, kind, rule_id, category_code, category_name_zh, category_name_en, \
          measurement, value, unit, condition, lon, lat, state, opened_at, cleared_at, clear_value, evidence) \
@@ -104,7 +115,8 @@ pub(crate) fn incident_from_row(row: &SqliteRow) -> anyhow::Result<Incident> {
     let id: i64 = row.get("id");
     let parse = |column: &str| -> anyhow::Result<Value> {
         let text: String = row.get(column);
-        serde_json::from_str(&text).with_context(|| format!("incident {id}: column {column} holds {text:?}"))
+        serde_json::from_str(&text)
+            .with_context(|| format!("incident {id}: column {column} holds {text:?}"))
     };
     let state: String = row.get("state");
     let clear_value: Option<String> = row.get("clear_value");
@@ -123,10 +135,12 @@ pub(crate) fn incident_from_row(row: &SqliteRow) -> anyhow::Result<Incident> {
         condition: row.get("condition"),
         lon: row.get("lon"),
         lat: row.get("lat"),
-        state: IncidentState::parse(&state).with_context(|| format!("incident {id}: state {state:?}"))?,
+        state: IncidentState::parse(&state)
+            .with_context(|| format!("incident {id}: state {state:?}"))?,
         opened_at: row.get("opened_at"),
         cleared_at: row.get("cleared_at"),
         clear_value: clear_value.map(|v| serde_json::from_str(&v)).transpose()?,
-        evidence: serde_json::from_str(&evidence).with_context(|| format!("incident {id}: evidence"))?,
+        evidence: serde_json::from_str(&evidence)
+            .with_context(|| format!("incident {id}: evidence"))?,
     })
 }

@@ -1,15 +1,20 @@
 //! Tests of the SQLite store: registration, the batched write path, incident queries, the event log.
 
 use super::*;
-use cityops_core::incident::EvidenceReading;
 use cityops_core::DeviceKind;
+use cityops_core::incident::EvidenceReading;
 
 async fn memory_store() -> Store {
     Store::open("sqlite::memory:").await.unwrap()
 }
 
 fn device(id: &str, lon: f64) -> Device {
-    Device { id: DeviceId::new(id).unwrap(), kind: DeviceKind::new("manhole_cover").unwrap(), lon, lat: 39.9 }
+    Device {
+        id: DeviceId::new(id).unwrap(),
+        kind: DeviceKind::new("manhole_cover").unwrap(),
+        lon,
+        lat: 39.9,
+    }
 }
 
 fn incident(id: i64, device_id: &str, opened_at: i64) -> Incident {
@@ -31,21 +36,50 @@ fn incident(id: i64, device_id: &str, opened_at: i64) -> Incident {
         opened_at,
         cleared_at: None,
         clear_value: None,
-        evidence: vec![EvidenceReading { name: "tilt".into(), value: Value::Number(32.5), unit: Some("deg".into()), time: opened_at }],
+        evidence: vec![EvidenceReading {
+            name: "tilt".into(),
+            value: Value::Number(32.5),
+            unit: Some("deg".into()),
+            time: opened_at,
+        }],
     }
 }
 
 #[tokio::test]
 async fn registering_the_same_device_twice_is_not_an_error_but_a_different_one_is() {
     let store = memory_store().await;
-    assert_eq!(store.register_device(&device("mc-1", 116.4), DeviceSource::Api, 1).await.unwrap(), Registered::Created);
-    assert_eq!(store.register_device(&device("mc-1", 116.4), DeviceSource::Api, 2).await.unwrap(), Registered::Unchanged);
+    assert_eq!(
+        store
+            .register_device(&device("mc-1", 116.4), DeviceSource::Api, 1)
+            .await
+            .unwrap(),
+        Registered::Created
+    );
+    assert_eq!(
+        store
+            .register_device(&device("mc-1", 116.4), DeviceSource::Api, 2)
+            .await
+            .unwrap(),
+        Registered::Unchanged
+    );
     assert!(matches!(
-        store.register_device(&device("mc-1", 116.5), DeviceSource::Api, 3).await,
+        store
+            .register_device(&device("mc-1", 116.5), DeviceSource::Api, 3)
+            .await,
         Err(StoreError::DeviceConflict(_))
     ));
-    assert_eq!(store.devices().await.unwrap()[0].lon, 116.4, "a refused registration changes nothing");
-    assert_eq!(store.register_device(&device("mc-1", 116.5), DeviceSource::Config, 4).await.unwrap(), Registered::Updated);
+    assert_eq!(
+        store.devices().await.unwrap()[0].lon,
+        116.4,
+        "a refused registration changes nothing"
+    );
+    assert_eq!(
+        store
+            .register_device(&device("mc-1", 116.5), DeviceSource::Config, 4)
+            .await
+            .unwrap(),
+        Registered::Updated
+    );
     assert_eq!(store.devices().await.unwrap()[0].lon, 116.5);
 }
 
@@ -59,9 +93,16 @@ async fn a_batch_stores_incidents_clears_them_and_keeps_only_the_last_value() {
         unit: Some("deg".into()),
         time,
     };
-    store.register_device(&device("mc-1", 116.4), DeviceSource::Api, 1).await.unwrap();
     store
-        .apply(&WriteBatch { opened: vec![incident(1, "mc-1", 1000)], cleared: vec![], last_values: vec![lv(32.5, 1000)] })
+        .register_device(&device("mc-1", 116.4), DeviceSource::Api, 1)
+        .await
+        .unwrap();
+    store
+        .apply(&WriteBatch {
+            opened: vec![incident(1, "mc-1", 1000)],
+            cleared: vec![],
+            last_values: vec![lv(32.5, 1000)],
+        })
         .await
         .unwrap();
     let cleared = IncidentCleared {
@@ -76,7 +117,14 @@ async fn a_batch_stores_incidents_clears_them_and_keeps_only_the_last_value() {
         lat: 39.91,
     };
     // An older value arriving late does not overwrite a newer one.
-    store.apply(&WriteBatch { opened: vec![], cleared: vec![cleared], last_values: vec![lv(2.0, 2000), lv(9.0, 1500)] }).await.unwrap();
+    store
+        .apply(&WriteBatch {
+            opened: vec![],
+            cleared: vec![cleared],
+            last_values: vec![lv(2.0, 2000), lv(9.0, 1500)],
+        })
+        .await
+        .unwrap();
     let stored = store.incident(1).await.unwrap().unwrap();
     assert_eq!(stored.state, IncidentState::Cleared);
     assert_eq!(stored.cleared_at, Some(2000));
@@ -90,10 +138,25 @@ async fn a_batch_stores_incidents_clears_them_and_keeps_only_the_last_value() {
 #[tokio::test]
 async fn the_database_refuses_a_second_open_incident_for_the_same_device_and_rule() {
     let store = memory_store().await;
-    store.apply(&WriteBatch { opened: vec![incident(1, "mc-1", 1)], ..Default::default() }).await.unwrap();
-    let err = store.apply(&WriteBatch { opened: vec![incident(2, "mc-1", 2)], ..Default::default() }).await;
+    store
+        .apply(&WriteBatch {
+            opened: vec![incident(1, "mc-1", 1)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let err = store
+        .apply(&WriteBatch {
+            opened: vec![incident(2, "mc-1", 2)],
+            ..Default::default()
+        })
+        .await;
     assert!(err.is_err());
-    assert_eq!(store.max_incident_id().await.unwrap(), 1, "the failed batch left nothing behind");
+    assert_eq!(
+        store.max_incident_id().await.unwrap(),
+        1,
+        "the failed batch left nothing behind"
+    );
 }
 
 #[tokio::test]
@@ -101,33 +164,84 @@ async fn incidents_filter_and_page_newest_first() {
     let store = memory_store().await;
     let mut batch = WriteBatch::default();
     for id in 1..=25 {
-        batch.opened.push(incident(id, &format!("mc-{id}"), id * 1000));
+        batch
+            .opened
+            .push(incident(id, &format!("mc-{id}"), id * 1000));
     }
     store.apply(&batch).await.unwrap();
-    let page = store.incidents(&IncidentQuery { limit: 10, ..Default::default() }).await.unwrap();
-    assert_eq!(page.items.iter().map(|i| i.id).collect::<Vec<_>>(), (16..=25).rev().collect::<Vec<_>>());
+    let page = store
+        .incidents(&IncidentQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.items.iter().map(|i| i.id).collect::<Vec<_>>(),
+        (16..=25).rev().collect::<Vec<_>>()
+    );
     assert_eq!(page.next_cursor, Some(16));
-    let page3 = store.incidents(&IncidentQuery { limit: 10, before_id: Some(6), ..Default::default() }).await.unwrap();
+    let page3 = store
+        .incidents(&IncidentQuery {
+            limit: 10,
+            before_id: Some(6),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(page3.items.len(), 5);
     assert_eq!(page3.next_cursor, None);
-    let by_device =
-        store.incidents(&IncidentQuery { device: Some(DeviceId::new("mc-7").unwrap()), limit: 10, ..Default::default() }).await.unwrap();
+    let by_device = store
+        .incidents(&IncidentQuery {
+            device: Some(DeviceId::new("mc-7").unwrap()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(by_device.items.len(), 1);
-    let by_time = store.incidents(&IncidentQuery { from: Some(5000), to: Some(8000), limit: 50, ..Default::default() }).await.unwrap();
-    assert_eq!(by_time.items.iter().map(|i| i.id).collect::<Vec<_>>(), vec![7, 6, 5]);
-    let cleared = store.incidents(&IncidentQuery { state: Some(IncidentState::Cleared), limit: 50, ..Default::default() }).await.unwrap();
+    let by_time = store
+        .incidents(&IncidentQuery {
+            from: Some(5000),
+            to: Some(8000),
+            limit: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        by_time.items.iter().map(|i| i.id).collect::<Vec<_>>(),
+        vec![7, 6, 5]
+    );
+    let cleared = store
+        .incidents(&IncidentQuery {
+            state: Some(IncidentState::Cleared),
+            limit: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert!(cleared.items.is_empty());
 }
 
 #[tokio::test]
 async fn event_log_appends_idempotently_and_replays_in_order() {
     let store = memory_store().await;
-    let rows: Vec<EventRow> =
-        (1..=5).map(|seq| EventRow { seq, event_type: "reading", time: seq as i64, json: "{}" }).collect();
+    let rows: Vec<EventRow> = (1..=5)
+        .map(|seq| EventRow {
+            seq,
+            event_type: "reading",
+            time: seq as i64,
+            json: "{}",
+        })
+        .collect();
     store.append_events(&rows).await.unwrap();
     store.append_events(&rows[3..]).await.unwrap();
     let after = store.events_after(2, 100).await.unwrap();
-    assert_eq!(after.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
+    assert_eq!(
+        after.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
     assert_eq!(store.bus_seq_floor().await.unwrap(), 5);
     store.reserve_bus_seq(10_005).await.unwrap();
     assert_eq!(store.bus_seq_floor().await.unwrap(), 10_005);
@@ -139,7 +253,10 @@ async fn a_file_database_keeps_its_data_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("c.db").display());
     let store = Store::open(&url).await.unwrap();
-    store.register_device(&device("mc-1", 116.4), DeviceSource::Api, 1).await.unwrap();
+    store
+        .register_device(&device("mc-1", 116.4), DeviceSource::Api, 1)
+        .await
+        .unwrap();
     store.close().await;
     let again = Store::open(&url).await.unwrap();
     assert_eq!(again.devices().await.unwrap().len(), 1);
@@ -147,6 +264,9 @@ async fn a_file_database_keeps_its_data_across_reopen() {
 
 #[tokio::test]
 async fn postgres_urls_get_a_clear_error() {
-    let err = Store::open("postgres://localhost/x").await.unwrap_err().to_string();
+    let err = Store::open("postgres://localhost/x")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("sqlite://"), "{err}");
 }

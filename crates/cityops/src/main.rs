@@ -1,1 +1,106 @@
-fn main() {}
+//! The `cityops` binary: parse the command line, load settings, run until Ctrl-C or SIGTERM, stop cleanly.
+
+use cityops::app::{App, Mode};
+use cityops::cli::{Cli, Command};
+use cityops::settings::Settings;
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line that says what to change.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let (common, mode) = match &cli.command {
+        Command::Demo { common, no_sim } => (common, Mode::Demo { simulator: !no_sim }),
+        Command::Serve { common } => (common, Mode::Serve),
+    };
+    let settings = Settings::load(common.config.as_deref(), &common.overrides())?;
+    init_tracing(&settings.log);
+    let app = App::start(settings, mode).await?;
+    print_ready(&app, mode);
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    app.shutdown().await
+}
+
+fn init_tracing(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+fn print_ready(app: &App, mode: Mode) {
+    let http = app.http_addr;
+    let (host, port) = &app.mqtt_addr;
+    let broker = if app.embedded_broker {
+        "embedded broker"
+    } else {
+        "external broker"
+    };
+    println!(
+        "cityops is ready ({})",
+        if matches!(mode, Mode::Serve) {
+            "serve"
+        } else {
+            "demo"
+        }
+    );
+    println!("  live incidents   http://{http}/");
+    println!("  websocket        ws://{http}/ws?since=0");
+    println!("  REST API         http://{http}/api/v1/incidents   http://{http}/api/v1/devices");
+    println!("  metrics          http://{http}/metrics");
+    println!("  health           http://{http}/healthz");
+    println!(
+        "  MQTT             mqtt://{host}:{port} ({broker}); devices publish to city/v1/devices/{{id}}/up"
+    );
+    println!("  database         {}", app.database_url);
+    if app.sim_devices > 0 {
+        println!(
+            "  simulator        {} devices in 东城区 (Dongcheng) publishing over MQTT",
+            app.sim_devices
+        );
+    }
+    println!("Press Ctrl-C to stop.");
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,224 @@
+//! The live websocket `/ws`: bus events as JSON text frames, replay with `?since=N`, filters with
+//! `?types=a,b`, and a `resync` message instead of a silent drop when a client falls behind.
+//!
+//! Every client reads the shared bus ring with its own cursor, so a slow client costs only itself.
+//! Replay takes what the ring still holds; anything older comes from the store's event log first.
+
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket};
+use axum::extract::{Query, State, WebSocketUpgrade};
+use axum::response::Response;
+use chrono::Utc;
+use cityops_bus::{Filter, Recv, Subscription};
+use serde::Deserialize;
+
+use crate::{ApiError, AppState};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WsParams {
+    /// Replay every event with a sequence number above this one.
+    since: Option<u64>,
+    /// Comma-separated event types; all when absent.
+    types: Option<String>,
+}
+
+pub(crate) async fn handler(
+    State(state): State<AppState>,
+    params: Result<Query<WsParams>, axum::extract::rejection::QueryRejection>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::Invalid(e.body_text()))?;
+    let filter = match &params.types {
+        Some(types) => Filter::types(types.split(',')).map_err(ApiError::Invalid)?,
+        None => Filter::all(),
+    };
+    Ok(upgrade
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| async move {
+            state.api_stats.ws_connections.inc();
+            state.api_stats.ws_clients.inc();
+            let mut client = Client {
+                state: state.clone(),
+                socket,
+            };
+            let end = client.serve(params.since, filter).await;
+            state.api_stats.ws_clients.dec();
+            tracing::debug!(?end, "websocket client left");
+        }))
+}
+
+#[derive(Debug)]
+enum End {
+    ClientClosed,
+    SendFailed,
+    SendTimeout,
+    Shutdown,
+}
+
+struct Client {
+    state: AppState,
+    socket: WebSocket,
+}
+
+impl Client {
+    async fn serve(&mut self, since: Option<u64>, filter: Filter) -> End {
+        let bus = self.state.bus.clone();
+        let mut sub = match since {
+            None => bus.subscribe(filter.clone()),
+            Some(since) if since > bus.last_seq() => {
+                // A sequence number from the future (a client of another database): start afresh.
+                if let Err(end) = self.resync("unknown_seq", 0, bus.last_seq() + 1).await {
+                    return end;
+                }
+                bus.subscribe(filter.clone())
+            }
+            Some(since) => match self.replay_from_store(since, &filter).await {
+                Ok(cursor) => bus.subscribe_after(cursor, filter.clone()),
+                Err(end) => return end,
+            },
+        };
+        self.live(&mut sub).await
+    }
+
+    /// Sends logged events the ring no longer holds; returns the cursor to continue from in the ring.
+    async fn replay_from_store(&mut self, since: u64, filter: &Filter) -> Result<u64, End> {
+        let mut cursor = since;
+        while cursor + 1 < self.state.bus.first_seq_in_memory() {
+            let rows = match self.state.store.events_after(cursor, 500).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "event log read failed during replay"
+                    );
+                    Vec::new()
+                }
+            };
+            let Some(first) = rows.first() else {
+                // Neither the log nor the ring has what follows `cursor`: say so and go on from the ring.
+                let resume = self.state.bus.first_seq_in_memory();
+                self.resync("gap", resume - cursor - 1, resume).await?;
+                return Ok(resume - 1);
+            };
+            if first.seq > cursor + 1 {
+                self.resync("gap", first.seq - cursor - 1, first.seq)
+                    .await?;
+            }
+            for row in rows {
+                cursor = row.seq;
+                if filter.matches_type(&row.event_type) {
+                    self.state.api_stats.ws_replayed_from_store.inc();
+                    self.send(row.json).await?;
+                }
+            }
+        }
+        Ok(cursor)
+    }
+
+    async fn live(&mut self, sub: &mut Subscription) -> End {
+        let mut shutdown = self.state.shutdown.clone();
+        let mut batch = Vec::with_capacity(256);
+        let mut ping = tokio::time::interval(Duration::from_secs(30));
+        ping.reset();
+        // Replay of a backlog is allowed to be long; once a client has caught up, falling too far
+        // behind again means it is too slow, and it is resynchronised.
+        let mut caught_up = false;
+        loop {
+            if *shutdown.borrow() {
+                let _ = self.socket.send(Message::Close(None)).await;
+                return End::Shutdown;
+            }
+            batch.clear();
+            let received = tokio::select! {
+                r = sub.recv_many(&mut batch, 256) => r,
+                incoming = self.socket.recv() => match incoming {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return End::ClientClosed,
+                    Some(Ok(_)) => continue, // pings are answered by the library; text from clients is ignored
+                },
+                _ = shutdown.changed() => continue,
+                _ = ping.tick() => {
+                    if let Err(end) = self.send_message(Message::Ping(Vec::new().into())).await {
+                        return end;
+                    }
+                    continue;
+                }
+            };
+            match received {
+                None => {
+                    for event in batch.drain(..) {
+                        if let Err(end) = self.send(event.json.to_string()).await {
+                            return end;
+                        }
+                    }
+                    let behind = self.state.bus.last_seq().saturating_sub(sub.cursor());
+                    if behind == 0 {
+                        caught_up = true;
+                    } else if caught_up && behind > self.state.ws.max_lag {
+                        let resume = self.state.bus.last_seq() + 1;
+                        if let Err(end) = self.resync("lagged", behind, resume).await {
+                            return end;
+                        }
+                        sub.seek(resume - 1);
+                    }
+                }
+                Some(Recv::Lagged {
+                    missed,
+                    resume_seq: _,
+                }) => {
+                    // Fell out of the ring: skip to now; the client refetches its state.
+                    let resume = self.state.bus.last_seq() + 1;
+                    let missed = missed + (resume - 1).saturating_sub(sub.cursor());
+                    if let Err(end) = self.resync("lagged", missed, resume).await {
+                        return end;
+                    }
+                    sub.seek(resume - 1);
+                }
+                Some(Recv::Closed) => {
+                    let _ = self.socket.send(Message::Close(None)).await;
+                    return End::Shutdown;
+                }
+                Some(Recv::Event(_)) => unreachable!("recv_many appends events to the batch"),
+            }
+        }
+    }
+
+    async fn resync(&mut self, reason: &str, missed: u64, resume_seq: u64) -> Result<(), End> {
+        if reason == "gap" {
+            self.state.api_stats.ws_resyncs_gap.inc();
+        } else {
+            self.state.api_stats.ws_resyncs_lagged.inc();
+        }
+        tracing::debug!(
+            reason,
+            missed,
+            resume_seq,
+            "websocket client resynchronised"
+        );
+        let frame = serde_json::json!({
+            "type": "resync",
+            "time": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "data": { "reason": reason, "missed": missed, "resume_seq": resume_seq },
+        });
+        self.send_message(Message::Text(frame.to_string().into()))
+            .await
+    }
+
+    async fn send(&mut self, json: String) -> Result<(), End> {
+        self.send_message(Message::Text(json.into())).await?;
+        self.state.api_stats.ws_frames_sent.inc();
+        Ok(())
+    }
+
+    async fn send_message(&mut self, message: Message) -> Result<(), End> {
+        match tokio::time::timeout(self.state.ws.send_timeout, self.socket.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::SendFailed),
+            Err(_) => {
+                self.state.api_stats.ws_send_timeouts.inc();
+                Err(End::SendTimeout)
+            }
+        }
+    }
+}

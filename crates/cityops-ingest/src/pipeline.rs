@@ -1,0 +1,778 @@
+//! The running ingestion pipeline: MQTT reader → per-device shards (adapters, rules) → batched store writer.
+//!
+//! - One MQTT connection reads `city/v1/devices/+/up` and checks topic and size. It hands each message to
+//!   the shard that owns the device (by a hash of the id) through a bounded queue: when shards fall behind,
+//!   the reader waits, which pushes back on the broker instead of dropping anything.
+//! - Each shard owns its devices, their rule states and last values: no lock is shared by every message.
+//!   It parses the body, applies the rules and sends incident changes and batched last values to the writer.
+//! - The writer commits changes in batches (one transaction each) and only then publishes
+//!   `incident.opened`/`incident.cleared` on the bus, so what a dashboard sees is already durable.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use cityops_bus::Bus;
+use cityops_core::event::ReadingSample;
+use cityops_core::incident::{EvidenceReading, IncidentCleared};
+use cityops_core::telemetry::LogLimiter;
+use cityops_core::{Device, DeviceId, EventData, Incident, IncidentState, Reading, UnixMillis};
+use cityops_store::{LastValue, Store, WriteBatch};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::adapter::{self, Reject};
+use crate::config::IngestConfig;
+use crate::registry::Registry;
+use crate::rules::{self, Outcome, Rule, RuleState};
+use crate::stats::IngestStats;
+
+/// Where the MQTT broker is.
+#[derive(Debug, Clone)]
+pub struct MqttEndpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+/// A message to a shard.
+#[derive(Debug)]
+pub enum ShardMsg {
+    Publish {
+        device: DeviceId,
+        body: Bytes,
+        arrived_ms: UnixMillis,
+        arrived: Instant,
+    },
+    Device(Device),
+    /// After a restart: this device already has an open incident for this rule.
+    RestoreOpen {
+        device: DeviceId,
+        rule_id: String,
+        incident_id: i64,
+    },
+    Shutdown,
+}
+
+/// A change for the store writer.
+#[derive(Debug)]
+pub enum WriterMsg {
+    Opened(Incident),
+    Cleared(IncidentCleared),
+    LastValues(Vec<LastValue>),
+}
+
+/// The shard that owns a device. Stable for the life of the process.
+pub fn shard_of(device: &DeviceId, shards: usize) -> usize {
+    let mut hasher = FIXED_HASH.build_hasher();
+    device.as_str().hash(&mut hasher);
+    (hasher.finish() % shards.max(1) as u64) as usize
+}
+
+/// A fixed-key hasher: the shard of a device does not change between runs, which keeps logs comparable.
+const FIXED_HASH: std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher> =
+    std::hash::BuildHasherDefault::new();
+
+/// The running pipeline.
+pub struct Ingest {
+    pub registry: Arc<Registry>,
+    pub stats: Arc<IngestStats>,
+    ready: watch::Receiver<bool>,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+impl Ingest {
+    /// Becomes true once the MQTT subscription is acknowledged (and false while disconnected).
+    pub fn ready(&self) -> watch::Receiver<bool> {
+        self.ready.clone()
+    }
+
+    /// Waits until every task has finished (after shutdown was signalled): messages in flight are
+    /// processed and everything is written.
+    pub async fn join(self) {
+        for (name, task) in self.tasks {
+            if let Err(e) = task.await {
+                tracing::error!(task = name, error = %e, "ingest task failed");
+            }
+        }
+    }
+}
+
+/// Starts ingestion: loads devices and open incidents from the store, then connects to the broker.
+pub async fn start(
+    config: IngestConfig,
+    rules: Vec<Rule>,
+    mqtt: MqttEndpoint,
+    store: Store,
+    bus: Bus,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Ingest> {
+    let stats = Arc::new(IngestStats::default());
+    let shard_count = if config.shards == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        config.shards
+    };
+    let next_incident_id = Arc::new(AtomicI64::new(store.max_incident_id().await? + 1));
+
+    let mut rules_by_kind: HashMap<String, Vec<Arc<Rule>>> = HashMap::new();
+    for rule in rules {
+        rules_by_kind
+            .entry(rule.config.kind.clone())
+            .or_default()
+            .push(Arc::new(rule));
+    }
+    let known_kinds = rules_by_kind.keys().cloned().collect();
+    let rules_by_kind = Arc::new(rules_by_kind);
+
+    let (writer_tx, writer_rx) = mpsc::channel(config.writer_queue.max(1));
+    let mut tasks = Vec::new();
+    let mut shard_senders = Vec::with_capacity(shard_count);
+    for index in 0..shard_count {
+        let (tx, rx) = mpsc::channel(config.shard_queue.max(1));
+        shard_senders.push(tx);
+        let shard = Shard::new(
+            index,
+            rules_by_kind.clone(),
+            bus.clone(),
+            stats.clone(),
+            next_incident_id.clone(),
+            &config,
+        );
+        tasks.push((
+            "shard",
+            tokio::spawn(shard.run(
+                rx,
+                writer_tx.clone(),
+                Duration::from_millis(config.flush_interval_ms.max(10)),
+            )),
+        ));
+    }
+    drop(writer_tx);
+    tasks.push((
+        "writer",
+        tokio::spawn(writer(
+            writer_rx,
+            store.clone(),
+            bus.clone(),
+            stats.clone(),
+            config.writer_batch.max(1),
+        )),
+    ));
+
+    let registry = Arc::new(Registry::new(
+        store.clone(),
+        bus.clone(),
+        stats.clone(),
+        shard_senders.clone(),
+        known_kinds,
+    ));
+    for device in store.devices().await? {
+        registry.adopt(device).await?;
+    }
+    let open = store.open_incidents().await?;
+    stats.open_incidents.set(open.len() as i64);
+    for incident in open {
+        let shard = &shard_senders[shard_of(&incident.device_id, shard_count)];
+        shard
+            .send(ShardMsg::RestoreOpen {
+                device: incident.device_id,
+                rule_id: incident.rule_id,
+                incident_id: incident.id,
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("a shard stopped during start-up"))?;
+    }
+
+    let (ready_tx, ready) = watch::channel(false);
+    let source = MqttSource {
+        config: config.clone(),
+        mqtt,
+        shards: shard_senders,
+        stats: stats.clone(),
+        ready: ready_tx,
+    };
+    tasks.push(("mqtt", tokio::spawn(source.run(shutdown))));
+    Ok(Ingest {
+        registry,
+        stats,
+        ready,
+        tasks,
+    })
+}
+
+// ---------------------------------------------------------------- the MQTT reader
+
+struct MqttSource {
+    config: IngestConfig,
+    mqtt: MqttEndpoint,
+    shards: Vec<mpsc::Sender<ShardMsg>>,
+    stats: Arc<IngestStats>,
+    ready: watch::Sender<bool>,
+}
+
+impl MqttSource {
+    fn options(&self) -> MqttOptions {
+        let mut options =
+            MqttOptions::new(&self.config.mqtt_client_id, &self.mqtt.host, self.mqtt.port);
+        options.set_keep_alive(Duration::from_secs(30));
+        // Accept packets well over our own payload limit, so an oversized payload is counted and
+        // rejected by us rather than tearing down the connection.
+        let incoming = (self.config.max_payload_bytes * 4).max(1 << 20);
+        options.set_max_packet_size(incoming, 64 * 1024);
+        options.set_clean_session(true);
+        options.set_inflight(1000);
+        options
+    }
+
+    fn filter(&self) -> String {
+        match &self.config.mqtt_shared_group {
+            Some(group) => format!("$share/{group}/{}", adapter::DEVICE_UPLINK_FILTER),
+            None => adapter::DEVICE_UPLINK_FILTER.to_string(),
+        }
+    }
+
+    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let (client, mut eventloop) = AsyncClient::new(self.options(), 64);
+        // Acknowledgements are tiny and latency matters more than packet count on this path.
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
+        let qos = if self.config.mqtt_qos == 0 {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        };
+        let filter = self.filter();
+        let mut reject_log = RejectLog::new();
+        let mut error_log = LogLimiter::new(Duration::from_secs(10));
+        tracing::info!(host = %self.mqtt.host, port = self.mqtt.port, %filter, "ingest connecting to MQTT");
+        while !*shutdown.borrow() {
+            let event = tokio::select! {
+                _ = shutdown.changed() => break,
+                event = eventloop.poll() => event,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    self.stats.mqtt_connected.set(1);
+                    if let Err(e) = client.try_subscribe(filter.as_str(), qos) {
+                        tracing::error!(error = %e, "could not queue the MQTT subscription");
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    tracing::info!(%filter, "ingest subscribed");
+                    self.ready.send_replace(true);
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    if !self
+                        .dispatch(&publish.topic, publish.payload, &mut reject_log)
+                        .await
+                    {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.stats.mqtt_connected.set(0);
+                    self.stats.mqtt_connection_errors.inc();
+                    self.ready.send_replace(false);
+                    if let Some(suppressed) = error_log.check(std::time::Instant::now()) {
+                        tracing::warn!(error = %e, suppressed, "MQTT connection error; reconnecting");
+                    }
+                    tokio::select! {
+                        _ = shutdown.changed() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+            }
+        }
+        // Leave cleanly: tell the broker, then let the shards drain what they hold.
+        if client.try_disconnect().is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                while let Ok(event) = eventloop.poll().await {
+                    if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        self.stats.mqtt_connected.set(0);
+        self.ready.send_replace(false);
+        for shard in &self.shards {
+            let _ = shard.send(ShardMsg::Shutdown).await;
+        }
+        tracing::info!("ingest MQTT reader stopped");
+    }
+
+    /// Checks topic and size and hands the message to its shard. Returns false when the shards are gone.
+    async fn dispatch(&self, topic: &str, body: Bytes, reject_log: &mut RejectLog) -> bool {
+        self.stats.messages_received.inc();
+        let device = match adapter::parse_topic(topic) {
+            Ok(device) => device,
+            Err(reject) => {
+                self.stats.reject(&reject);
+                reject_log.log(&reject, topic);
+                return true;
+            }
+        };
+        if body.len() > self.config.max_payload_bytes {
+            let reject = Reject::TooLarge {
+                size: body.len(),
+                limit: self.config.max_payload_bytes,
+            };
+            self.stats.reject(&reject);
+            reject_log.log(&reject, device.as_str());
+            return true;
+        }
+        let shard = &self.shards[shard_of(&device, self.shards.len())];
+        let msg = ShardMsg::Publish {
+            device,
+            body,
+            arrived_ms: Utc::now().timestamp_millis(),
+            arrived: Instant::now(),
+        };
+        shard.send(msg).await.is_ok()
+    }
+}
+
+/// Logs rejections without flooding: at most one line per reason per 10 s, with the count suppressed.
+struct RejectLog {
+    limiters: Vec<LogLimiter>,
+}
+
+impl RejectLog {
+    fn new() -> Self {
+        Self {
+            limiters: Reject::REASONS
+                .iter()
+                .map(|_| LogLimiter::new(Duration::from_secs(10)))
+                .collect(),
+        }
+    }
+
+    fn log(&mut self, reject: &Reject, source: &str) {
+        if let Some(suppressed) = self.limiters[reject.index()].check(std::time::Instant::now()) {
+            tracing::warn!(
+                reason = reject.reason(),
+                source,
+                suppressed,
+                "rejected device message: {reject}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------- shards
+
+/// What a shard knows about one device.
+struct DeviceState {
+    device: Device,
+    rules: Vec<(Arc<Rule>, RuleState)>,
+    last_values: HashMap<String, LastValue>,
+    dirty: bool,
+    last_sample: Option<Instant>,
+}
+
+/// One shard: its devices, their rules and last values. `process` is synchronous and free of I/O
+/// except the bus, so it can be driven directly by tests and benchmarks.
+pub struct Shard {
+    index: usize,
+    devices: HashMap<DeviceId, DeviceState>,
+    rules_by_kind: Arc<HashMap<String, Vec<Arc<Rule>>>>,
+    bus: Bus,
+    stats: Arc<IngestStats>,
+    next_incident_id: Arc<AtomicI64>,
+    sample_interval: Duration,
+    reject_log: RejectLog,
+}
+
+impl Shard {
+    pub fn new(
+        index: usize,
+        rules_by_kind: Arc<HashMap<String, Vec<Arc<Rule>>>>,
+        bus: Bus,
+        stats: Arc<IngestStats>,
+        next_incident_id: Arc<AtomicI64>,
+        config: &IngestConfig,
+    ) -> Self {
+        Self {
+            index,
+            devices: HashMap::new(),
+            rules_by_kind,
+            bus,
+            stats,
+            next_incident_id,
+            sample_interval: Duration::from_secs(config.reading_sample_secs),
+            reject_log: RejectLog::new(),
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<ShardMsg>,
+        writer: mpsc::Sender<WriterMsg>,
+        flush_interval: Duration,
+    ) {
+        let mut flush = tokio::time::interval(flush_interval);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut out = Vec::new();
+        loop {
+            tokio::select! {
+                biased;
+                _ = flush.tick() => out.extend(self.take_last_values()),
+                msg = rx.recv() => match msg {
+                    Some(ShardMsg::Publish { device, body, arrived_ms, arrived }) => self.process(&device, &body, arrived_ms, arrived, &mut out),
+                    Some(ShardMsg::Device(device)) => self.upsert_device(device),
+                    Some(ShardMsg::RestoreOpen { device, rule_id, incident_id }) => self.restore_open(&device, &rule_id, incident_id),
+                    Some(ShardMsg::Shutdown) | None => break,
+                },
+            }
+            for msg in out.drain(..) {
+                if writer.send(msg).await.is_err() {
+                    tracing::error!(shard = self.index, "store writer stopped; shard stops");
+                    return;
+                }
+            }
+        }
+        if let Some(last) = self.take_last_values() {
+            let _ = writer.send(last).await;
+        }
+        tracing::debug!(shard = self.index, "shard stopped");
+    }
+
+    /// Adds or updates a device; rule states survive an update that keeps the kind.
+    pub fn upsert_device(&mut self, device: Device) {
+        let rules = || -> Vec<(Arc<Rule>, RuleState)> {
+            self.rules_by_kind
+                .get(device.kind.as_str())
+                .map(|rules| {
+                    rules
+                        .iter()
+                        .map(|r| (r.clone(), RuleState::Normal))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        match self.devices.get_mut(&device.id) {
+            Some(state) if state.device.kind == device.kind => state.device = device,
+            _ => {
+                let rules = rules();
+                self.devices.insert(
+                    device.id.clone(),
+                    DeviceState {
+                        device,
+                        rules,
+                        last_values: HashMap::new(),
+                        dirty: false,
+                        last_sample: None,
+                    },
+                );
+            }
+        }
+    }
+
+    fn restore_open(&mut self, device: &DeviceId, rule_id: &str, incident_id: i64) {
+        if let Some(state) = self.devices.get_mut(device)
+            && let Some((_, rule_state)) = state
+                .rules
+                .iter_mut()
+                .find(|(rule, _)| rule.config.id == rule_id)
+        {
+            *rule_state = RuleState::Open { incident_id };
+            return;
+        }
+        tracing::warn!(%device, rule_id, incident_id, "open incident refers to a device or rule that no longer exists; it stays open until cleared by hand");
+    }
+
+    /// Handles one message of a device: parse, apply rules, remember last values, sample to the bus.
+    pub fn process(
+        &mut self,
+        device_id: &DeviceId,
+        body: &[u8],
+        arrived_ms: UnixMillis,
+        arrived: Instant,
+        out: &mut Vec<WriterMsg>,
+    ) {
+        let Some(state) = self.devices.get_mut(device_id) else {
+            let reject = Reject::UnknownDevice(device_id.to_string());
+            self.stats.reject(&reject);
+            self.reject_log.log(&reject, device_id.as_str());
+            return;
+        };
+        let readings = match adapter::parse_payload(body, arrived_ms) {
+            Ok(readings) => readings,
+            Err(reject) => {
+                self.stats.reject(&reject);
+                self.reject_log.log(&reject, device_id.as_str());
+                return;
+            }
+        };
+        self.stats.messages_accepted.inc();
+        self.stats.readings_accepted.add(readings.len() as u64);
+        for reading in &readings {
+            let time = reading.time.unwrap_or(arrived_ms);
+            for (rule, rule_state) in state
+                .rules
+                .iter_mut()
+                .filter(|(rule, _)| rule.config.measurement == reading.name)
+            {
+                match rules::evaluate(rule, rule_state, &reading.value, time, arrived) {
+                    Outcome::None => {}
+                    Outcome::TypeMismatch => self.stats.rule_type_mismatches.inc(),
+                    Outcome::Open { first } => {
+                        let id = self.next_incident_id.fetch_add(1, Ordering::Relaxed);
+                        *rule_state = RuleState::Open { incident_id: id };
+                        out.push(WriterMsg::Opened(open_incident(
+                            id,
+                            &state.device,
+                            rule,
+                            reading,
+                            time,
+                            arrived_ms,
+                            first,
+                        )));
+                    }
+                    Outcome::Clear { incident_id } => {
+                        out.push(WriterMsg::Cleared(IncidentCleared {
+                            id: incident_id,
+                            device_id: state.device.id.clone(),
+                            kind: state.device.kind.clone(),
+                            rule_id: rule.config.id.clone(),
+                            category_code: rule.config.category.clone(),
+                            value: reading.value.clone(),
+                            cleared_at: arrived_ms,
+                            lon: state.device.lon,
+                            lat: state.device.lat,
+                        }))
+                    }
+                }
+            }
+            let last = state.last_values.get(&reading.name);
+            if last.is_none_or(|l| l.time <= time) {
+                state.last_values.insert(
+                    reading.name.clone(),
+                    LastValue {
+                        device_id: device_id.clone(),
+                        name: reading.name.clone(),
+                        value: reading.value.clone(),
+                        unit: reading.unit.clone(),
+                        time,
+                    },
+                );
+                state.dirty = true;
+            }
+        }
+        if state
+            .last_sample
+            .is_none_or(|t| arrived.duration_since(t) >= self.sample_interval)
+        {
+            state.last_sample = Some(arrived);
+            self.stats.samples_published.inc();
+            self.bus.publish(EventData::Reading(ReadingSample {
+                device_id: device_id.clone(),
+                kind: state.device.kind.clone(),
+                lon: state.device.lon,
+                lat: state.device.lat,
+                readings,
+            }));
+        }
+    }
+
+    /// The last values changed since the previous call, as one writer message.
+    pub fn take_last_values(&mut self) -> Option<WriterMsg> {
+        let mut values = Vec::new();
+        for state in self.devices.values_mut().filter(|s| s.dirty) {
+            state.dirty = false;
+            values.extend(state.last_values.values().cloned());
+        }
+        (!values.is_empty()).then_some(WriterMsg::LastValues(values))
+    }
+}
+
+fn open_incident(
+    id: i64,
+    device: &Device,
+    rule: &Rule,
+    reading: &Reading,
+    time: UnixMillis,
+    arrived_ms: UnixMillis,
+    first: Option<(cityops_core::Value, i64)>,
+) -> Incident {
+    let mut evidence = Vec::with_capacity(2);
+    if let Some((value, first_time)) = first {
+        evidence.push(EvidenceReading {
+            name: reading.name.clone(),
+            value,
+            unit: reading.unit.clone(),
+            time: first_time,
+        });
+    }
+    evidence.push(EvidenceReading {
+        name: reading.name.clone(),
+        value: reading.value.clone(),
+        unit: reading.unit.clone(),
+        time,
+    });
+    Incident {
+        id,
+        device_id: device.id.clone(),
+        kind: device.kind.clone(),
+        rule_id: rule.config.id.clone(),
+        category_code: rule.config.category.clone(),
+        category_name_zh: rule.category_name_zh.clone(),
+        category_name_en: rule.category_name_en.clone(),
+        measurement: rule.config.measurement.clone(),
+        value: reading.value.clone(),
+        unit: reading.unit.clone(),
+        condition: rule.condition(),
+        lon: device.lon,
+        lat: device.lat,
+        state: IncidentState::Open,
+        opened_at: arrived_ms,
+        cleared_at: None,
+        clear_value: None,
+        evidence,
+    }
+}
+
+// ---------------------------------------------------------------- the store writer
+
+/// Commits changes in batches, then publishes the incident events. Ends when every shard has stopped
+/// and the queue is empty, so a clean shutdown loses nothing.
+async fn writer(
+    mut rx: mpsc::Receiver<WriterMsg>,
+    store: Store,
+    bus: Bus,
+    stats: Arc<IngestStats>,
+    batch_max: usize,
+) {
+    let mut failure_log = LogLimiter::new(Duration::from_secs(10));
+    while let Some(first) = rx.recv().await {
+        let mut batch = WriteBatch::default();
+        add(&mut batch, first);
+        while batch.len() < batch_max {
+            match rx.try_recv() {
+                Ok(msg) => add(&mut batch, msg),
+                Err(_) => break,
+            }
+        }
+        let committed = commit(&store, batch, &stats, &mut failure_log).await;
+        publish_committed(&bus, &stats, committed);
+    }
+    tracing::debug!("store writer stopped");
+}
+
+fn add(batch: &mut WriteBatch, msg: WriterMsg) {
+    match msg {
+        WriterMsg::Opened(incident) => batch.opened.push(incident),
+        WriterMsg::Cleared(cleared) => batch.cleared.push(cleared),
+        WriterMsg::LastValues(values) => batch.last_values.extend(values),
+    }
+}
+
+/// Commits a batch, retrying with backoff; a batch that keeps failing is split so one bad change cannot
+/// hold back the others. Returns what was committed; every change that could not be is counted and logged.
+async fn commit(
+    store: &Store,
+    batch: WriteBatch,
+    stats: &IngestStats,
+    failure_log: &mut LogLimiter,
+) -> WriteBatch {
+    for (attempt, backoff_ms) in [0u64, 100, 500, 2000].into_iter().enumerate() {
+        if attempt > 0 {
+            stats.store_batch_retries.inc();
+            tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
+        }
+        match store.apply(&batch).await {
+            Ok(()) => {
+                stats.store_batches.inc();
+                stats
+                    .last_values_written
+                    .add(batch.last_values.len() as u64);
+                return batch;
+            }
+            Err(e) => {
+                if let Some(suppressed) = failure_log.check(std::time::Instant::now()) {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        attempt,
+                        changes = batch.len(),
+                        suppressed,
+                        "store write failed"
+                    );
+                }
+            }
+        }
+    }
+    if batch.len() == 1 {
+        stats.store_write_failures.inc();
+        tracing::error!(?batch, "change could not be stored and is dropped");
+        return WriteBatch::default();
+    }
+    // Split: each change on its own (last values as one group).
+    let mut committed = WriteBatch::default();
+    let WriteBatch {
+        opened,
+        cleared,
+        last_values,
+    } = batch;
+    let singles = opened
+        .into_iter()
+        .map(|o| WriteBatch {
+            opened: vec![o],
+            ..Default::default()
+        })
+        .chain(cleared.into_iter().map(|c| WriteBatch {
+            cleared: vec![c],
+            ..Default::default()
+        }))
+        .chain((!last_values.is_empty()).then(|| WriteBatch {
+            last_values,
+            ..Default::default()
+        }));
+    for single in singles {
+        match store.apply(&single).await {
+            Ok(()) => {
+                stats.store_batches.inc();
+                committed.opened.extend(single.opened);
+                committed.cleared.extend(single.cleared);
+                committed.last_values.extend(single.last_values);
+            }
+            Err(e) => {
+                stats.store_write_failures.add(single.len() as u64);
+                tracing::error!(error = format!("{e:#}"), change = ?single, "change could not be stored and is dropped");
+            }
+        }
+    }
+    committed
+}
+
+fn publish_committed(bus: &Bus, stats: &IngestStats, committed: WriteBatch) {
+    let opened = committed.opened.len() as i64;
+    let cleared = committed.cleared.len() as i64;
+    if opened == 0 && cleared == 0 {
+        return;
+    }
+    stats.incidents_opened.add(opened as u64);
+    stats.incidents_cleared.add(cleared as u64);
+    stats
+        .open_incidents
+        .set(stats.open_incidents.get() + opened - cleared);
+    let events = committed
+        .opened
+        .into_iter()
+        .map(EventData::IncidentOpened)
+        .chain(
+            committed
+                .cleared
+                .into_iter()
+                .map(EventData::IncidentCleared),
+        );
+    bus.publish_batch_at(events, Utc::now());
+}

@@ -1,0 +1,249 @@
+//! Building and running the platform: store, bus, broker, ingestion, HTTP, and (for the demo) the
+//! simulator; then shutting it all down in order so nothing in flight is lost.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cityops_api::{ApiStats, AppState, WsConfig};
+use cityops_bus::{Bus, BusConfig};
+use cityops_core::Catalogue;
+use cityops_ingest::rules::Rule;
+use cityops_ingest::{Ingest, MqttEndpoint};
+use cityops_store::{DeviceSource, Store};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::settings::Settings;
+use crate::{broker, event_log};
+
+/// What to start besides the platform itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `cityops serve`.
+    Serve,
+    /// `cityops demo`: with the city simulator unless `--no-sim`.
+    Demo { simulator: bool },
+}
+
+/// A running platform.
+pub struct App {
+    pub http_addr: SocketAddr,
+    /// The broker ingestion reads from (embedded or external).
+    pub mqtt_addr: (String, u16),
+    pub embedded_broker: bool,
+    pub database_url: String,
+    pub bus: Bus,
+    pub store: Store,
+    pub registry: Arc<cityops_ingest::Registry>,
+    pub sim_devices: usize,
+    shutdown: watch::Sender<bool>,
+    ingest: Ingest,
+    http: JoinHandle<std::io::Result<()>>,
+    event_log: JoinHandle<()>,
+    sim: Option<JoinHandle<anyhow::Result<cityops_sim::SimStats>>>,
+}
+
+/// Checks the rules against the catalogue.
+pub fn compile_rules(settings: &Settings, catalogue: &Catalogue) -> anyhow::Result<Vec<Rule>> {
+    let mut seen = std::collections::HashSet::new();
+    settings
+        .rules
+        .iter()
+        .map(|config| {
+            if !seen.insert(config.id.clone()) {
+                anyhow::bail!(cityops_ingest::rules::RuleError::Duplicate(
+                    config.id.clone()
+                ));
+            }
+            Rule::new(config.clone(), catalogue).map_err(anyhow::Error::from)
+        })
+        .collect()
+}
+
+impl App {
+    /// Starts everything and returns once it is ready: the broker listens, ingestion is subscribed,
+    /// the HTTP server accepts connections.
+    pub async fn start(settings: Settings, mode: Mode) -> anyhow::Result<App> {
+        let rules = compile_rules(&settings, &Catalogue::builtin())
+            .context("invalid rules in the configuration")?;
+
+        // HTTP first: a taken port should fail before anything else starts.
+        let listener = tokio::net::TcpListener::bind(settings.http).await.map_err(|e| {
+            anyhow::anyhow!(
+                "HTTP address {} is not available ({e}); choose another with --http ADDR (or CITYOPS_HTTP)",
+                settings.http
+            )
+        })?;
+        let http_addr = listener.local_addr()?;
+
+        let (embedded_broker, mqtt_addr) = match settings.external_broker()? {
+            Some(external) => (false, external),
+            None => {
+                let addr = broker::start(settings.mqtt_listen)?;
+                (true, (addr.ip().to_string(), addr.port()))
+            }
+        };
+
+        let database_url = settings.database_url();
+        if database_url.starts_with("sqlite://") && !database_url.contains(":memory:") {
+            std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+                format!(
+                    "Failed to create the data directory {}",
+                    settings.data_dir.display()
+                )
+            })?;
+        }
+        let store = Store::open(&database_url).await?;
+        let seq_floor = store.bus_seq_floor().await?;
+        let bus = Bus::new(BusConfig {
+            capacity: settings.bus.capacity,
+            first_seq: seq_floor + 1,
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+
+        let logged = seq_floor;
+        let event_log = tokio::spawn(event_log::run(
+            bus.clone(),
+            store.clone(),
+            logged,
+            Duration::from_secs(settings.bus.event_retention_hours * 3600),
+        ));
+
+        let ingest = cityops_ingest::start(
+            settings.ingest.clone(),
+            rules,
+            MqttEndpoint {
+                host: mqtt_addr.0.clone(),
+                port: mqtt_addr.1,
+            },
+            store.clone(),
+            bus.clone(),
+            shutdown_rx.clone(),
+        )
+        .await?;
+        let registry = ingest.registry.clone();
+        for device in &settings.devices {
+            registry
+                .register(device.clone(), DeviceSource::Config)
+                .await
+                .with_context(|| format!("device {} from the configuration", device.id))?;
+        }
+
+        let mut sim_plan = Vec::new();
+        let sim_config = sim_config(&settings);
+        if mode == (Mode::Demo { simulator: true }) {
+            sim_plan = cityops_sim::plan_devices(&cityops_sim::Boundary::dongcheng(), &sim_config);
+            for device in &sim_plan {
+                registry
+                    .register(device.to_core_device()?, DeviceSource::Config)
+                    .await?;
+            }
+        }
+
+        let state = AppState {
+            bus: bus.clone(),
+            store: store.clone(),
+            registry: registry.clone(),
+            ingest_stats: ingest.stats.clone(),
+            api_stats: Arc::new(ApiStats::default()),
+            ready: ingest.ready(),
+            shutdown: shutdown_rx.clone(),
+            ws: WsConfig {
+                max_lag: settings.ws.max_lag,
+                send_timeout: Duration::from_secs(settings.ws.send_timeout_secs),
+            },
+        };
+        let mut http_shutdown = shutdown_rx.clone();
+        let http = tokio::spawn(async move {
+            axum::serve(listener, cityops_api::router(state))
+                .with_graceful_shutdown(async move {
+                    let _ = http_shutdown.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+
+        let mut ready = ingest.ready();
+        tokio::time::timeout(Duration::from_secs(30), ready.wait_for(|r| *r))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "could not subscribe to the MQTT broker at {}:{} within 30 s",
+                    mqtt_addr.0,
+                    mqtt_addr.1
+                )
+            })?
+            .map_err(|_| anyhow::anyhow!("ingestion stopped during start-up"))?;
+
+        let sim_devices = sim_plan.len();
+        let sim = (!sim_plan.is_empty()).then(|| {
+            let (host, port) = mqtt_addr.clone();
+            tokio::spawn(async move {
+                cityops_sim::run(&host, port, sim_plan, sim_config, shutdown_rx).await
+            })
+        });
+
+        Ok(App {
+            http_addr,
+            mqtt_addr,
+            embedded_broker,
+            database_url,
+            bus,
+            store,
+            registry,
+            sim_devices,
+            shutdown,
+            ingest,
+            http,
+            event_log,
+            sim,
+        })
+    }
+
+    /// Stops in order: simulator and HTTP, then ingestion (its queues drain into the store), then the
+    /// bus (the event log writes what remains), then the store.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown.send_replace(true);
+        if let Some(sim) = self.sim {
+            match sim.await {
+                Ok(Ok(stats)) => tracing::info!(
+                    published = stats.published,
+                    dropped = stats.dropped,
+                    "simulator stopped"
+                ),
+                Ok(Err(e)) => tracing::warn!(error = format!("{e:#}"), "simulator failed"),
+                Err(e) => tracing::warn!(error = %e, "simulator task failed"),
+            }
+        }
+        self.ingest.join().await;
+        match tokio::time::timeout(Duration::from_secs(15), self.http).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "HTTP task failed"),
+            Err(_) => tracing::warn!("HTTP connections did not close within 15 s"),
+        }
+        self.bus.close();
+        self.event_log.await.context("event log task failed")?;
+        self.store.close().await;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    }
+}
+
+fn sim_config(settings: &Settings) -> cityops_sim::SimConfig {
+    let s = &settings.sim;
+    cityops_sim::SimConfig {
+        devices_per_kind: s.devices_per_kind,
+        interval: Duration::from_millis(s.interval_ms.max(1)),
+        anomalies_per_minute: s.anomalies_per_minute,
+        connections: s.connections.max(1),
+        qos: if s.qos == 0 {
+            rumqttc::QoS::AtMostOnce
+        } else {
+            rumqttc::QoS::AtLeastOnce
+        },
+        seed: s.seed,
+        ..Default::default()
+    }
+}

@@ -1,0 +1,106 @@
+//! The embedded MQTT broker (rumqttd), started in its own threads inside the process.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+
+/// Largest payload the embedded broker accepts. Above ingest's own limit on purpose: an oversized
+/// device message reaches ingest and is counted as `too_large` instead of vanishing inside the broker.
+const BROKER_MAX_PAYLOAD: usize = 1 << 20;
+
+/// Starts the broker on `listen` and waits until it accepts connections. Returns the bound address
+/// (port 0 picks a free port). The broker runs until the process exits.
+pub fn start(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
+    // rumqttd binds inside its own thread and only logs a failure; bind here first so a taken port is
+    // a clear error (and so port 0 resolves to a real port).
+    let probe = TcpListener::bind(listen).map_err(|e| {
+        anyhow::anyhow!(
+            "MQTT listen address {listen} is not available ({e}); choose another with --mqtt-listen ADDR \
+             (or CITYOPS_MQTT_LISTEN), or use an external broker with --mqtt-url"
+        )
+    })?;
+    let addr = probe.local_addr()?;
+    drop(probe);
+
+    let connections = ConnectionSettings {
+        connection_timeout_ms: 60_000,
+        max_payload_size: BROKER_MAX_PAYLOAD,
+        max_inflight_count: 500,
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    let server = ServerSettings {
+        name: "cityops-v4".into(),
+        listen: addr,
+        tls: None,
+        next_connection_delay_ms: 0,
+        connections,
+    };
+    let config = Config {
+        id: 0,
+        router: RouterConfig {
+            max_connections: 20_000,
+            max_outgoing_packet_count: 1_000,
+            // The commit log per subscription filter is bounded: segment size × count.
+            max_segment_size: 8 << 20,
+            max_segment_count: 4,
+            custom_segment: None,
+            initialized_filters: None,
+            shared_subscriptions_strategy: Default::default(),
+        },
+        v4: Some(HashMap::from([("1".to_string(), server)])),
+        ..Default::default()
+    };
+    let mut broker = Broker::new(config);
+    std::thread::Builder::new()
+        .name("mqtt-broker".into())
+        .spawn(move || {
+            if let Err(e) = broker.start() {
+                tracing::error!(error = %e, "embedded MQTT broker stopped");
+            }
+        })
+        .context("Failed to start the embedded MQTT broker thread")?;
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if mqtt_handshake(addr).is_ok() {
+            return Ok(addr);
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "embedded MQTT broker did not start listening on {addr}; choose another address with --mqtt-listen"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Connects, sends an MQTT 3.1.1 CONNECT, expects a CONNACK, and disconnects: proof the broker serves,
+/// without the broker logging an aborted connection.
+fn mqtt_handshake(addr: SocketAddr) -> std::io::Result<()> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let client_id = b"cityops-probe";
+    let mut connect = vec![0x10, (10 + 2 + client_id.len()) as u8];
+    connect.extend_from_slice(&[0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x0a]);
+    connect.extend_from_slice(&[0x00, client_id.len() as u8]);
+    connect.extend_from_slice(client_id);
+    stream.write_all(&connect)?;
+    let mut connack = [0u8; 4];
+    stream.read_exact(&mut connack)?;
+    if connack[0] != 0x20 || connack[3] != 0x00 {
+        return Err(std::io::Error::other(format!(
+            "unexpected CONNACK {connack:?}"
+        )));
+    }
+    stream.write_all(&[0xe0, 0x00])?;
+    // Wait for the broker to close its side, so it has finished with this connection before we go.
+    let mut rest = [0u8; 16];
+    while matches!(stream.read(&mut rest), Ok(n) if n > 0) {}
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! The command line: `cityops demo`, `cityops serve`, and their options.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::settings::Overrides;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cityops",
+    version,
+    about = "cityops: smart city-management command platform (智慧城管)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole platform with a simulated Dongcheng district: embedded broker, SQLite, live pages.
+    Demo {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Do not start the city simulator.
+        #[arg(long)]
+        no_sim: bool,
+    },
+    /// Run the platform for a real deployment (no simulator).
+    Serve {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+/// Options shared by `demo` and `serve`. Each can also be set in the config file and as `CITYOPS_…`.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// HTTP listen address [default: 127.0.0.1:8080] [env: CITYOPS_HTTP]
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// Listen address of the embedded MQTT broker [default: 127.0.0.1:1883] [env: CITYOPS_MQTT_LISTEN]
+    #[arg(long, value_name = "ADDR")]
+    pub mqtt_listen: Option<SocketAddr>,
+    /// Use an external MQTT broker instead of embedding one, e.g. mqtt://127.0.0.1:1883 [env: CITYOPS_MQTT_URL]
+    #[arg(long, value_name = "URL")]
+    pub mqtt_url: Option<String>,
+    /// Data directory [default: ./data] [env: CITYOPS_DATA_DIR]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL [default: sqlite://DATA_DIR/cityops.db] [env: CITYOPS_DATABASE_URL]
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Configuration file (TOML) layered over the built-in defaults
+    #[arg(long, value_name = "FILE", env = "CITYOPS_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            http: self.http,
+            mqtt_listen: self.mqtt_listen,
+            mqtt_url: self.mqtt_url.clone(),
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+        }
+    }
+}

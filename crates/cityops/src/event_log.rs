@@ -1,0 +1,87 @@
+//! The event log writer: follows the bus and appends every event to the store in batches, so a client
+//! that comes back after the memory ring moved on can still replay what it missed.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use cityops_bus::{Bus, Filter, Recv};
+use cityops_core::telemetry::LogLimiter;
+use cityops_store::{EventRow, Store};
+
+/// Sequence numbers are reserved in the store this far ahead of the last one published, so after a
+/// crash the bus continues above anything a client may already have seen.
+pub const SEQ_RESERVATION: u64 = 100_000;
+
+/// Runs until the bus is closed and everything it held is written. `after` is the last logged sequence.
+pub async fn run(bus: Bus, store: Store, after: u64, retention: Duration) {
+    let mut sub = bus.subscribe_after(after, Filter::all());
+    let mut reserved = 0u64;
+    let mut batch = Vec::with_capacity(1024);
+    let mut error_log = LogLimiter::new(Duration::from_secs(10));
+    let mut last_prune = tokio::time::Instant::now();
+    loop {
+        batch.clear();
+        match sub.recv_many(&mut batch, 1024).await {
+            None => {}
+            Some(Recv::Lagged { missed, resume_seq }) => {
+                tracing::error!(
+                    missed,
+                    resume_seq,
+                    "event log fell behind the bus; these events cannot be replayed from the store"
+                );
+                continue;
+            }
+            Some(Recv::Closed) => break,
+            Some(Recv::Event(_)) => unreachable!("recv_many appends events to the batch"),
+        }
+        let last = bus.last_seq();
+        if last + SEQ_RESERVATION / 2 > reserved {
+            reserved = last + SEQ_RESERVATION;
+            if let Err(e) = store.reserve_bus_seq(reserved).await {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "could not reserve bus sequence numbers"
+                );
+            }
+        }
+        let types: Vec<&'static str> = batch
+            .iter()
+            .map(|e| e.event.event_type().as_str())
+            .collect();
+        let rows: Vec<EventRow> = batch
+            .iter()
+            .zip(&types)
+            .map(|(e, t)| EventRow {
+                seq: e.seq(),
+                event_type: t,
+                time: e.event.time.timestamp_millis(),
+                json: &e.json,
+            })
+            .collect();
+        // Retry until it is written: the ring keeps the events meanwhile, and losing the log silently is worse.
+        let mut backoff = Duration::from_millis(100);
+        while let Err(e) = store.append_events(&rows).await {
+            if let Some(suppressed) = error_log.check(std::time::Instant::now()) {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    suppressed,
+                    "event log write failed; retrying"
+                );
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        if last_prune.elapsed() > Duration::from_secs(3600) {
+            last_prune = tokio::time::Instant::now();
+            let before = Utc::now().timestamp_millis() - retention.as_millis() as i64;
+            match store.prune_events(before).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(pruned = n, "old events pruned from the event log")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "event log pruning failed"),
+            }
+        }
+    }
+    tracing::debug!("event log writer stopped");
+}
