@@ -86,16 +86,7 @@ impl Client {
     async fn replay_from_store(&mut self, since: u64, filter: &Filter) -> Result<u64, End> {
         let mut cursor = since;
         while cursor + 1 < self.state.bus.first_seq_in_memory() {
-            let rows = match self.state.store.events_after(cursor, 500).await {
-                Ok(rows) => rows,
-                Err(e) => {
-                    tracing::error!(
-                        error = format!("{e:#}"),
-                        "event log read failed during replay"
-                    );
-                    Vec::new()
-                }
-            };
+            let rows = Self::logged_after(&self.state, cursor).await;
             let Some(first) = rows.first() else {
                 // Neither the log nor the ring has what follows `cursor`: say so and go on from the ring.
                 let resume = self.state.bus.first_seq_in_memory();
@@ -115,6 +106,30 @@ impl Client {
             }
         }
         Ok(cursor)
+    }
+
+    /// Logged events after `cursor`. The log writer trails the bus by a few milliseconds, so when the
+    /// next event is not logged yet this waits for it (up to 2 s) rather than report a gap.
+    async fn logged_after(state: &AppState, cursor: u64) -> Vec<cityops_store::StoredEvent> {
+        for _ in 0..40 {
+            match state.store.events_after(cursor, 500).await {
+                Ok(rows) if rows.first().is_some_and(|r| r.seq == cursor + 1) => return rows,
+                Ok(rows) if rows.len() >= 500 => return rows,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "event log read failed during replay"
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        state
+            .store
+            .events_after(cursor, 500)
+            .await
+            .unwrap_or_default()
     }
 
     async fn live(&mut self, sub: &mut Subscription) -> End {

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use cityops_core::telemetry::{Counter, PromWriter};
 use cityops_core::{BusEvent, EventData, EventType};
 use parking_lot::RwLock;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// An event as held by the bus: the event and its JSON text, serialised once.
 #[derive(Debug)]
@@ -74,6 +74,9 @@ struct Ring {
     events: VecDeque<Arc<Published>>,
     /// Sequence number the next published event gets.
     next_seq: u64,
+    /// The durable event log's own queue: fed in sequence order under the same lock, so the log never
+    /// depends on keeping up with the ring. `None` without a log, and after close.
+    log: Option<mpsc::Sender<Arc<Published>>>,
 }
 
 impl Ring {
@@ -89,6 +92,8 @@ pub struct BusStats {
     pub published: [Counter; EventType::ALL.len()],
     pub lagged: Counter,
     pub lagged_events: Counter,
+    /// Events the log queue had no room for (each one logged as an error).
+    pub log_overflow: Counter,
 }
 
 /// Which events a subscriber wants.
@@ -154,6 +159,20 @@ pub enum Recv {
 
 impl Bus {
     pub fn new(config: BusConfig) -> Self {
+        Self::build(config, None)
+    }
+
+    /// A bus that also hands every event, in order, to a durable log through a queue of
+    /// `log_capacity` events (the store's event log writer reads the returned receiver).
+    pub fn with_log(
+        config: BusConfig,
+        log_capacity: usize,
+    ) -> (Self, mpsc::Receiver<Arc<Published>>) {
+        let (tx, rx) = mpsc::channel(log_capacity.max(1));
+        (Self::build(config, Some(tx)), rx)
+    }
+
+    fn build(config: BusConfig, log: Option<mpsc::Sender<Arc<Published>>>) -> Self {
         let capacity = config.capacity.max(1);
         let first_seq = config.first_seq.max(1);
         let (notify, _) = watch::channel(first_seq - 1);
@@ -162,6 +181,7 @@ impl Bus {
                 ring: RwLock::new(Ring {
                     events: VecDeque::with_capacity(capacity),
                     next_seq: first_seq,
+                    log,
                 }),
                 notify,
                 capacity,
@@ -203,6 +223,11 @@ impl Bus {
                 if ring.events.len() == self.shared.capacity {
                     ring.events.pop_front();
                 }
+                if let Some(log) = &ring.log
+                    && log.try_send(published.clone()).is_err()
+                {
+                    self.shared.stats.log_overflow.inc();
+                }
                 ring.events.push_back(published);
                 self.shared.stats.published[event_type as usize].inc();
             }
@@ -214,6 +239,8 @@ impl Bus {
 
     /// Closes the bus: subscribers drain what is held, then receive [`Recv::Closed`].
     pub fn close(&self) {
+        // Dropping the log sender lets the log writer drain its queue and finish.
+        self.shared.ring.write().log = None;
         self.shared
             .closed
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -313,6 +340,12 @@ impl Bus {
             "counter",
             "Events skipped by lagging subscribers (each one reported to it).",
             self.shared.stats.lagged_events.get(),
+        );
+        w.single(
+            "cityops_bus_log_overflow_total",
+            "counter",
+            "Events the event log queue had no room for (not replayable from the store).",
+            self.shared.stats.log_overflow.get(),
         );
     }
 }

@@ -168,3 +168,38 @@ async fn many_events_read_in_batches() {
     let seqs: Vec<u64> = got.iter().map(|e| e.seq()).collect();
     assert_eq!(seqs, (1..=250).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn the_log_queue_gets_every_event_in_order_even_when_the_ring_overflows() {
+    let (bus, mut log) = Bus::with_log(
+        BusConfig {
+            capacity: 2,
+            first_seq: 1,
+        },
+        100,
+    );
+    for i in 0..10 {
+        bus.publish(device_event(i));
+    }
+    bus.close();
+    let mut seqs = Vec::new();
+    while let Some(e) = log.recv().await {
+        seqs.push(e.seq());
+    }
+    assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_full_log_queue_is_counted() {
+    let (bus, _log) = Bus::with_log(
+        BusConfig {
+            capacity: 2,
+            first_seq: 1,
+        },
+        3,
+    );
+    for i in 0..5 {
+        bus.publish(device_event(i));
+    }
+    assert_eq!(bus.stats().log_overflow.get(), 2);
+}

@@ -11,8 +11,9 @@
 use cityops_core::{DeviceId, Reading, UnixMillis, Value};
 use serde_json::{Map, Value as Json};
 
-/// The MQTT topic filter the platform subscribes to.
-pub const DEVICE_UPLINK_FILTER: &str = "city/v1/devices/+/up";
+/// The MQTT topic filter the platform subscribes to: the whole `city/v1/` namespace, so a message on a
+/// topic the platform does not serve is counted as `unknown_topic` instead of going unnoticed.
+pub const CITY_TOPIC_FILTER: &str = "city/v1/#";
 
 /// Largest number of readings one message may carry.
 pub const MAX_READINGS_PER_MESSAGE: usize = 1_000;

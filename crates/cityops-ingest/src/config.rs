@@ -28,7 +28,7 @@ pub struct IngestConfig {
     pub mqtt_client_id: String,
     /// QoS of the subscription (0 or 1).
     pub mqtt_qos: u8,
-    /// When set, subscribe as `$share/{group}/city/v1/devices/+/up` so several nodes split the load.
+    /// When set, subscribe as `$share/{group}/city/v1/#` so several nodes split the load.
     pub mqtt_shared_group: Option<String>,
 }
 

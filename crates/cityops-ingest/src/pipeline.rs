@@ -1,6 +1,6 @@
 //! The running ingestion pipeline: MQTT reader → per-device shards (adapters, rules) → batched store writer.
 //!
-//! - One MQTT connection reads `city/v1/devices/+/up` and checks topic and size. It hands each message to
+//! - One MQTT connection reads `city/v1/#`, keeps `city/v1/devices/{id}/up` and checks its size. It hands each message to
 //!   the shard that owns the device (by a hash of the id) through a bounded queue: when shards fall behind,
 //!   the reader waits, which pushes back on the broker instead of dropping anything.
 //! - Each shard owns its devices, their rule states and last values: no lock is shared by every message.
@@ -232,8 +232,8 @@ impl MqttSource {
 
     fn filter(&self) -> String {
         match &self.config.mqtt_shared_group {
-            Some(group) => format!("$share/{group}/{}", adapter::DEVICE_UPLINK_FILTER),
-            None => adapter::DEVICE_UPLINK_FILTER.to_string(),
+            Some(group) => format!("$share/{group}/{}", adapter::CITY_TOPIC_FILTER),
+            None => adapter::CITY_TOPIC_FILTER.to_string(),
         }
     }
 

@@ -97,17 +97,18 @@ impl App {
         }
         let store = Store::open(&database_url).await?;
         let seq_floor = store.bus_seq_floor().await?;
-        let bus = Bus::new(BusConfig {
+        // The log queue holds at least four rings' worth of events while the database is slow.
+        let bus_config = BusConfig {
             capacity: settings.bus.capacity,
             first_seq: seq_floor + 1,
-        });
+        };
+        let (bus, log_queue) = Bus::with_log(bus_config, (settings.bus.capacity * 4).max(100_000));
         let (shutdown, shutdown_rx) = watch::channel(false);
 
-        let logged = seq_floor;
         let event_log = tokio::spawn(event_log::run(
             bus.clone(),
+            log_queue,
             store.clone(),
-            logged,
             Duration::from_secs(settings.bus.event_retention_hours * 3600),
         ));
 
@@ -217,14 +218,17 @@ impl App {
             }
         }
         self.ingest.join().await;
+        tracing::debug!("ingestion drained");
         match tokio::time::timeout(Duration::from_secs(15), self.http).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server error"),
             Ok(Err(e)) => tracing::warn!(error = %e, "HTTP task failed"),
             Err(_) => tracing::warn!("HTTP connections did not close within 15 s"),
         }
+        tracing::debug!("HTTP server stopped");
         self.bus.close();
         self.event_log.await.context("event log task failed")?;
+        tracing::debug!("event log written");
         self.store.close().await;
         tracing::info!("stopped cleanly");
         Ok(())

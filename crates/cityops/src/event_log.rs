@@ -1,39 +1,37 @@
-//! The event log writer: follows the bus and appends every event to the store in batches, so a client
-//! that comes back after the memory ring moved on can still replay what it missed.
+//! The event log writer: takes every bus event from the bus's log queue and appends it to the store in
+//! batches, so a client that comes back after the memory ring moved on can still replay what it missed.
 
 use std::time::Duration;
 
 use chrono::Utc;
-use cityops_bus::{Bus, Filter, Recv};
+use std::sync::Arc;
+
+use cityops_bus::{Bus, Published};
 use cityops_core::telemetry::LogLimiter;
 use cityops_store::{EventRow, Store};
+use tokio::sync::mpsc;
 
 /// Sequence numbers are reserved in the store this far ahead of the last one published, so after a
 /// crash the bus continues above anything a client may already have seen.
 pub const SEQ_RESERVATION: u64 = 100_000;
 
-/// Runs until the bus is closed and everything it held is written. `after` is the last logged sequence.
-pub async fn run(bus: Bus, store: Store, after: u64, retention: Duration) {
-    let mut sub = bus.subscribe_after(after, Filter::all());
+/// Runs until the bus is closed and everything it queued is written.
+pub async fn run(
+    bus: Bus,
+    mut queue: mpsc::Receiver<Arc<Published>>,
+    store: Store,
+    retention: Duration,
+) {
     let mut reserved = 0u64;
     let mut batch = Vec::with_capacity(1024);
     let mut error_log = LogLimiter::new(Duration::from_secs(10));
     let mut last_prune = tokio::time::Instant::now();
     loop {
         batch.clear();
-        match sub.recv_many(&mut batch, 1024).await {
-            None => {}
-            Some(Recv::Lagged { missed, resume_seq }) => {
-                tracing::error!(
-                    missed,
-                    resume_seq,
-                    "event log fell behind the bus; these events cannot be replayed from the store"
-                );
-                continue;
-            }
-            Some(Recv::Closed) => break,
-            Some(Recv::Event(_)) => unreachable!("recv_many appends events to the batch"),
+        if queue.recv_many(&mut batch, 1024).await == 0 {
+            break;
         }
+        tracing::trace!(events = batch.len(), "event log batch");
         let last = bus.last_seq();
         if last + SEQ_RESERVATION / 2 > reserved {
             reserved = last + SEQ_RESERVATION;

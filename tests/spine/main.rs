@@ -1,0 +1,13 @@
+//! Integration tests of the spine: the real application on port 0 with its embedded broker (or the
+//! machine's Mosquitto), real MQTT publishes with rumqttc and the live websocket with tokio-tungstenite.
+
+mod helpers;
+
+mod bad_input;
+mod devices_api;
+mod incidents_api;
+mod mosquitto;
+mod mqtt_to_ws;
+mod replay;
+mod restart;
+mod slow_client;
