@@ -11,3 +11,4 @@ mod mqtt_to_ws;
 mod replay;
 mod restart;
 mod slow_client;
+mod tidy;

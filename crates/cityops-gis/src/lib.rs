@@ -1,0 +1,1 @@
+//! GIS of cityops.
