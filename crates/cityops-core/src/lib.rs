@@ -3,15 +3,18 @@
 //! Nothing in this crate touches the network, the disk or the clock of the machine, so it cannot fail on
 //! I/O and its tests need no runtime. The rest of the platform builds on these types:
 //! devices and their readings ([`device`], [`reading`]), the category catalogue ([`category`]),
-//! incidents raised by rules ([`incident`]), the events on the central bus ([`event`]) and the
-//! counters every subsystem exposes as metrics ([`telemetry`]).
+//! incidents raised by rules ([`incident`]), the events on the central bus ([`event`]), the
+//! counters every subsystem exposes as metrics ([`telemetry`]), the case workflow of GB/T 30428 as a
+//! pure state machine with roles ([`case`]) and working-time SLA clocks ([`sla`]).
 
+pub mod case;
 pub mod category;
 pub mod device;
 pub mod event;
 pub mod geo;
 pub mod incident;
 pub mod reading;
+pub mod sla;
 pub mod telemetry;
 
 pub use category::{Catalogue, Category, CategoryClass};
