@@ -4,6 +4,7 @@
 mod helpers;
 
 mod bad_input;
+mod bench_smoke;
 mod devices_api;
 mod incidents_api;
 mod mosquitto;

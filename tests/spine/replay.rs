@@ -107,7 +107,7 @@ async fn a_type_filter_applies_to_replay_too() {
     for i in 0..10 {
         app.app().bus.publish(sample(i));
     }
-    let mut ws = app.ws(&format!("?since=0&types=device.registered")).await;
+    let mut ws = app.ws("?since=0&types=device.registered").await;
     let frame = ws.next().await;
     assert_eq!(frame["type"], "device.registered");
     assert!(frame["seq"].as_u64().unwrap() <= start);

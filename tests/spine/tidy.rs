@@ -29,5 +29,8 @@ fn every_module_opens_with_a_doc_line() {
         .iter()
         .filter(|f| !std::fs::read_to_string(f).unwrap().starts_with("//!"))
         .collect();
-    assert!(missing.is_empty(), "modules without a //! first line: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "modules without a //! first line: {missing:#?}"
+    );
 }

@@ -154,7 +154,7 @@ impl Client {
                 },
                 _ = shutdown.changed() => continue,
                 _ = ping.tick() => {
-                    if let Err(end) = self.send_message(Message::Ping(Vec::new().into())).await {
+                    if let Err(end) = self.send_message(Message::Ping(Vec::new())).await {
                         return end;
                     }
                     continue;
@@ -216,12 +216,11 @@ impl Client {
             "time": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "data": { "reason": reason, "missed": missed, "resume_seq": resume_seq },
         });
-        self.send_message(Message::Text(frame.to_string().into()))
-            .await
+        self.send_message(Message::Text(frame.to_string())).await
     }
 
     async fn send(&mut self, json: String) -> Result<(), End> {
-        self.send_message(Message::Text(json.into())).await?;
+        self.send_message(Message::Text(json)).await?;
         self.state.api_stats.ws_frames_sent.inc();
         Ok(())
     }

@@ -9,7 +9,7 @@
 //!   `incident.opened`/`incident.cleared` on the bus, so what a dashboard sees is already durable.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -69,9 +69,7 @@ pub enum WriterMsg {
 
 /// The shard that owns a device. Stable for the life of the process.
 pub fn shard_of(device: &DeviceId, shards: usize) -> usize {
-    let mut hasher = FIXED_HASH.build_hasher();
-    device.as_str().hash(&mut hasher);
-    (hasher.finish() % shards.max(1) as u64) as usize
+    (FIXED_HASH.hash_one(device.as_str()) % shards.max(1) as u64) as usize
 }
 
 /// A fixed-key hasher: the shard of a device does not change between runs, which keeps logs comparable.

@@ -43,7 +43,7 @@ impl Polygon {
     /// Outer area minus holes, in square degrees; only used to weigh polygons against each other.
     fn area(&self) -> f64 {
         let outer = shoelace_area(self.outer());
-        let holes: f64 = self.rings[1..].iter().map(|ring| shoelace_area(ring)).sum();
+        let holes: f64 = self.rings[1..].iter().map(shoelace_area).sum();
         (outer - holes).max(0.0)
     }
 }

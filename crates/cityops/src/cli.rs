@@ -33,6 +33,21 @@ pub enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Measure a hot path against a bare baseline in the same run (s1, s2 or all).
+    Bench {
+        /// Scenario: s1 (MQTT ingest), s2 (rules in memory), or all.
+        scenario: String,
+        /// A tiny run that checks for errors and lost messages, not speed (used by CI).
+        #[arg(long)]
+        quick: bool,
+        /// Where the JSON results and SVG charts go.
+        #[arg(long, value_name = "DIR", default_value = "target/bench")]
+        out: PathBuf,
+        /// Also measure S1 through Mosquitto: `spawn` starts one with deploy/mosquitto/cityops.conf,
+        /// or give the URL of a running one (mqtt://127.0.0.1:1883).
+        #[arg(long, value_name = "spawn|URL")]
+        mosquitto: Option<String>,
+    },
 }
 
 /// Options shared by `demo` and `serve`. Each can also be set in the config file and as `CITYOPS_…`.

@@ -2,6 +2,7 @@
 //! starts and stops the platform. `main.rs` only parses the command line and calls into here.
 
 pub mod app;
+pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod event_log;

@@ -31,6 +31,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let (common, mode) = match &cli.command {
         Command::Demo { common, no_sim } => (common, Mode::Demo { simulator: !no_sim }),
         Command::Serve { common } => (common, Mode::Serve),
+        Command::Bench {
+            scenario,
+            quick,
+            out,
+            mosquitto,
+        } => {
+            init_tracing("warn,rumqttd=off");
+            let mosquitto = match mosquitto.as_deref() {
+                None => cityops::bench::MosquittoTarget::None,
+                Some("spawn") => cityops::bench::MosquittoTarget::Spawn,
+                Some(url) => {
+                    let mut settings = Settings::defaults();
+                    settings.mqtt_url = Some(url.to_string());
+                    match settings.external_broker()? {
+                        Some((host, port)) => cityops::bench::MosquittoTarget::At(host, port),
+                        None => cityops::bench::MosquittoTarget::None,
+                    }
+                }
+            };
+            let options = cityops::bench::Options {
+                quick: *quick,
+                out_dir: out.clone(),
+                mosquitto,
+            };
+            cityops::bench::run(scenario, &options).await?;
+            return Ok(());
+        }
     };
     let settings = Settings::load(common.config.as_deref(), &common.overrides())?;
     init_tracing(&settings.log);

@@ -1,0 +1,73 @@
+//! `cityops bench SCENARIO`: every hot path against a bare baseline measured in the same run, reported
+//! as a ratio (this machine is shared and noisy, so absolute times alone mean little).
+
+pub mod mosquitto;
+pub mod report;
+pub mod s1_ingest;
+pub mod s2_rules;
+
+use std::path::PathBuf;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Options shared by every scenario.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A tiny run for CI: checks for errors and lost messages, not speed.
+    pub quick: bool,
+    pub out_dir: PathBuf,
+    /// Also run S1 through Mosquitto.
+    pub mosquitto: MosquittoTarget,
+}
+
+/// Which Mosquitto S1 also runs through.
+#[derive(Debug, Clone)]
+pub enum MosquittoTarget {
+    None,
+    /// Start one with `deploy/mosquitto/cityops.conf` on a free port.
+    Spawn,
+    /// Use a running one as it is configured.
+    At(String, u16),
+}
+
+/// The scenarios there are.
+pub const SCENARIOS: &[(&str, &str)] = &[
+    (
+        "s1",
+        "ingest: MQTT → platform vs bare publish → subscribe through the same broker",
+    ),
+    (
+        "s2",
+        "rules: adapters + rules + dedupe in memory vs a bare channel loop",
+    ),
+];
+
+pub async fn run(scenario: &str, options: &Options) -> anyhow::Result<Vec<report::Report>> {
+    let mut reports = Vec::new();
+    let all = scenario == "all";
+    if all || scenario == "s1" {
+        reports.push(s1_ingest::run(options).await?);
+    }
+    if all || scenario == "s2" {
+        reports.push(s2_rules::run(options).await?);
+    }
+    if reports.is_empty() {
+        let known: Vec<_> = SCENARIOS.iter().map(|(name, _)| *name).collect();
+        anyhow::bail!(
+            "unknown scenario {scenario:?}; known: {}, all",
+            known.join(", ")
+        );
+    }
+    Ok(reports)
+}
+
+pub(crate) fn progress(total: u64, label: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:12} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(label.to_string());
+    bar
+}
