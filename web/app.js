@@ -9,7 +9,7 @@
   const CONFIG = Object.freeze({
     snapshotUrl: '/api/v1/incidents?state=open&limit=500',
     snapshotLimit: 500,
-    boundaryUrl: '/static/geo/dongcheng.geojson',
+    boundaryUrl: '/api/v1/map/district',
     socketPath: '/ws',
     socketTypes: 'incident.opened,incident.cleared',
     listCap: 200,

@@ -6,6 +6,7 @@ mod helpers;
 mod bad_input;
 mod bench_smoke;
 mod devices_api;
+mod grid;
 mod incidents_api;
 mod mosquitto;
 mod mqtt_to_ws;

@@ -4,6 +4,7 @@
 //! tests drive the router directly or over a real socket.
 
 mod error;
+pub mod layers;
 mod pages;
 mod rest;
 mod ws;
@@ -51,6 +52,8 @@ pub struct AppState {
     /// Becomes true at shutdown: websocket clients are told and closed.
     pub shutdown: watch::Receiver<bool>,
     pub ws: WsConfig,
+    /// The unit grid and its map layers, when one is configured.
+    pub grid: Option<Arc<layers::GridLayers>>,
 }
 
 /// Counters of the HTTP side.
@@ -78,6 +81,10 @@ pub fn router(state: AppState) -> Router {
             get(rest::list_devices).post(rest::register_device),
         )
         .route("/api/v1/incidents", get(rest::list_incidents))
+        .route("/api/v1/map/district", get(layers::district))
+        .route("/api/v1/map/streets", get(layers::streets))
+        .route("/api/v1/map/communities", get(layers::communities))
+        .route("/api/v1/map/cells", get(layers::cells))
         .route("/api/v1/incidents/:id", get(rest::get_incident))
         .fallback(error::not_found)
         .with_state(state)

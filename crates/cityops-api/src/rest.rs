@@ -56,6 +56,8 @@ pub(crate) struct IncidentParams {
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<IncidentId>,
+    /// A cell, community or street code (15, 12 or 9 digits): incidents inside it.
+    grid: Option<String>,
 }
 
 pub(crate) async fn list_incidents(
@@ -87,6 +89,16 @@ pub(crate) async fn list_incidents(
             .map(|t| parse_time("to", t))
             .transpose()?,
         before_id: params.cursor,
+        grid: params
+            .grid
+            .map(|g| {
+                if matches!(g.len(), 9 | 12 | 15) && g.bytes().all(|b| b.is_ascii_digit()) {
+                    Ok(g)
+                } else {
+                    Err(ApiError::Invalid(format!("grid {g:?}: expected a 9-digit street, 12-digit community or 15-digit cell code")))
+                }
+            })
+            .transpose()?,
         limit: match params.limit {
             None => 50,
             Some(n @ 1..=1000) => n,

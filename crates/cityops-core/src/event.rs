@@ -17,7 +17,7 @@ use crate::{
 #[serde(tag = "type", content = "data")]
 pub enum EventData {
     #[serde(rename = "incident.opened")]
-    IncidentOpened(Incident),
+    IncidentOpened(Box<Incident>),
     #[serde(rename = "incident.cleared")]
     IncidentCleared(IncidentCleared),
     #[serde(rename = "device.registered")]

@@ -42,6 +42,29 @@ impl GeoPoint {
     }
 }
 
+/// Where a point lies in the unit grid (万米单元网格): its 15-digit cell code with the street and community
+/// codes above it, or outside every cell (kept and flagged, never dropped or snapped).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum GridPlace {
+    Inside {
+        cell: String,
+        street: String,
+        community: String,
+    },
+    Outside,
+}
+
+impl GridPlace {
+    /// The cell code, when inside.
+    pub fn cell(&self) -> Option<&str> {
+        match self {
+            GridPlace::Inside { cell, .. } => Some(cell),
+            GridPlace::Outside => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

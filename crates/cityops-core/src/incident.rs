@@ -67,6 +67,9 @@ pub struct Incident {
     pub condition: String,
     pub lon: f64,
     pub lat: f64,
+    /// The unit cell of the device (absent when no grid is configured).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub grid: Option<crate::geo::GridPlace>,
     pub state: IncidentState,
     pub opened_at: UnixMillis,
     #[serde(skip_serializing_if = "Option::is_none", default)]

@@ -20,7 +20,7 @@ pub mod telemetry;
 pub use category::{Catalogue, Category, CategoryClass};
 pub use device::{Device, DeviceId, DeviceKind};
 pub use event::{BusEvent, EventData, EventType};
-pub use geo::GeoPoint;
+pub use geo::{GeoPoint, GridPlace};
 pub use incident::{Incident, IncidentId, IncidentState};
 pub use reading::{Reading, Value};
 

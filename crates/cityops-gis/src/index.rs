@@ -111,3 +111,21 @@ impl GridIndex {
         &self.cells
     }
 }
+
+/// The platform-wide form of a location, as devices, incidents and cases carry it.
+impl From<Location> for cityops_core::GridPlace {
+    fn from(location: Location) -> Self {
+        match location {
+            Location::Inside {
+                cell,
+                street,
+                community,
+            } => cityops_core::GridPlace::Inside {
+                cell: cell.to_string(),
+                street: street.to_string(),
+                community: community.to_string(),
+            },
+            Location::Outside => cityops_core::GridPlace::Outside,
+        }
+    }
+}

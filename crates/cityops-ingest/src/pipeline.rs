@@ -20,7 +20,9 @@ use cityops_bus::Bus;
 use cityops_core::event::ReadingSample;
 use cityops_core::incident::{EvidenceReading, IncidentCleared};
 use cityops_core::telemetry::LogLimiter;
-use cityops_core::{Device, DeviceId, EventData, Incident, IncidentState, Reading, UnixMillis};
+use cityops_core::{
+    Device, DeviceId, EventData, GridPlace, Incident, IncidentState, Reading, UnixMillis,
+};
 use cityops_store::{LastValue, Store, WriteBatch};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::{mpsc, watch};
@@ -49,7 +51,8 @@ pub enum ShardMsg {
         arrived_ms: UnixMillis,
         arrived: Instant,
     },
-    Device(Device),
+    /// A device and its place in the unit grid.
+    Device(Device, Option<GridPlace>),
     /// After a restart: this device already has an open incident for this rule.
     RestoreOpen {
         device: DeviceId,
@@ -62,7 +65,7 @@ pub enum ShardMsg {
 /// A change for the store writer.
 #[derive(Debug)]
 pub enum WriterMsg {
-    Opened(Incident),
+    Opened(Box<Incident>),
     Cleared(IncidentCleared),
     LastValues(Vec<LastValue>),
 }
@@ -108,6 +111,7 @@ pub async fn start(
     mqtt: MqttEndpoint,
     store: Store,
     bus: Bus,
+    grid: Option<Arc<cityops_gis::GridIndex>>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Ingest> {
     let stats = Arc::new(IngestStats::default());
@@ -169,6 +173,7 @@ pub async fn start(
         stats.clone(),
         shard_senders.clone(),
         known_kinds,
+        grid,
     ));
     for device in store.devices().await? {
         registry.adopt(device).await?;
@@ -371,6 +376,7 @@ impl RejectLog {
 /// What a shard knows about one device.
 struct DeviceState {
     device: Device,
+    place: Option<GridPlace>,
     rules: Vec<(Arc<Rule>, RuleState)>,
     last_values: HashMap<String, LastValue>,
     dirty: bool,
@@ -426,7 +432,7 @@ impl Shard {
                 _ = flush.tick() => out.extend(self.take_last_values()),
                 msg = rx.recv() => match msg {
                     Some(ShardMsg::Publish { device, body, arrived_ms, arrived }) => self.process(&device, &body, arrived_ms, arrived, &mut out),
-                    Some(ShardMsg::Device(device)) => self.upsert_device(device),
+                    Some(ShardMsg::Device(device, place)) => self.upsert_device(device, place),
                     Some(ShardMsg::RestoreOpen { device, rule_id, incident_id }) => self.restore_open(&device, &rule_id, incident_id),
                     Some(ShardMsg::Shutdown) | None => break,
                 },
@@ -445,7 +451,7 @@ impl Shard {
     }
 
     /// Adds or updates a device; rule states survive an update that keeps the kind.
-    pub fn upsert_device(&mut self, device: Device) {
+    pub fn upsert_device(&mut self, device: Device, place: Option<GridPlace>) {
         let rules = || -> Vec<(Arc<Rule>, RuleState)> {
             self.rules_by_kind
                 .get(device.kind.as_str())
@@ -458,13 +464,17 @@ impl Shard {
                 .unwrap_or_default()
         };
         match self.devices.get_mut(&device.id) {
-            Some(state) if state.device.kind == device.kind => state.device = device,
+            Some(state) if state.device.kind == device.kind => {
+                state.device = device;
+                state.place = place;
+            }
             _ => {
                 let rules = rules();
                 self.devices.insert(
                     device.id.clone(),
                     DeviceState {
                         device,
+                        place,
                         rules,
                         last_values: HashMap::new(),
                         dirty: false,
@@ -526,15 +536,16 @@ impl Shard {
                     Outcome::Open { first } => {
                         let id = self.next_incident_id.fetch_add(1, Ordering::Relaxed);
                         *rule_state = RuleState::Open { incident_id: id };
-                        out.push(WriterMsg::Opened(open_incident(
+                        out.push(WriterMsg::Opened(Box::new(open_incident(
                             id,
                             &state.device,
+                            state.place.clone(),
                             rule,
                             reading,
                             time,
                             arrived_ms,
                             first,
-                        )));
+                        ))));
                     }
                     Outcome::Clear { incident_id } => {
                         out.push(WriterMsg::Cleared(IncidentCleared {
@@ -593,9 +604,11 @@ impl Shard {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn open_incident(
     id: i64,
     device: &Device,
+    place: Option<GridPlace>,
     rule: &Rule,
     reading: &Reading,
     time: UnixMillis,
@@ -631,6 +644,7 @@ fn open_incident(
         condition: rule.condition(),
         lon: device.lon,
         lat: device.lat,
+        grid: place,
         state: IncidentState::Open,
         opened_at: arrived_ms,
         cleared_at: None,
@@ -668,7 +682,7 @@ async fn writer(
 
 fn add(batch: &mut WriteBatch, msg: WriterMsg) {
     match msg {
-        WriterMsg::Opened(incident) => batch.opened.push(incident),
+        WriterMsg::Opened(incident) => batch.opened.push(*incident),
         WriterMsg::Cleared(cleared) => batch.cleared.push(cleared),
         WriterMsg::LastValues(values) => batch.last_values.extend(values),
     }
@@ -765,7 +779,7 @@ fn publish_committed(bus: &Bus, stats: &IngestStats, committed: WriteBatch) {
     let events = committed
         .opened
         .into_iter()
-        .map(EventData::IncidentOpened)
+        .map(|incident| EventData::IncidentOpened(Box::new(incident)))
         .chain(
             committed
                 .cleared

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use cityops_bus::Bus;
-use cityops_core::{Device, DeviceId, EventData};
+use cityops_core::{Device, DeviceId, EventData, GeoPoint, GridPlace};
+use cityops_gis::GridIndex;
 use cityops_store::{DeviceSource, Registered, Store, StoreError};
 use parking_lot::RwLock;
 use tokio::sync::mpsc;
@@ -35,6 +36,8 @@ pub struct Registry {
     shards: Vec<mpsc::Sender<ShardMsg>>,
     /// Device kinds that have rules, to warn about devices no rule watches.
     known_kinds: Vec<String>,
+    /// The unit grid, when one is configured: every device gets its cell.
+    grid: Option<Arc<GridIndex>>,
 }
 
 impl Registry {
@@ -44,6 +47,7 @@ impl Registry {
         stats: Arc<IngestStats>,
         shards: Vec<mpsc::Sender<ShardMsg>>,
         known_kinds: Vec<String>,
+        grid: Option<Arc<GridIndex>>,
     ) -> Self {
         Self {
             store,
@@ -52,7 +56,18 @@ impl Registry {
             devices: RwLock::new(BTreeMap::new()),
             shards,
             known_kinds,
+            grid,
         }
+    }
+
+    /// The unit cell a device stands in (device positions are WGS-84), or `None` without a grid.
+    pub fn place_of(&self, device: &Device) -> Option<GridPlace> {
+        let grid = self.grid.as_ref()?;
+        let point = GeoPoint {
+            lon: device.lon,
+            lat: device.lat,
+        };
+        Some(grid.locate_wgs84(point).into())
     }
 
     /// Registers a device: stored, handed to its shard, announced on the bus when new or changed.
@@ -61,15 +76,21 @@ impl Registry {
         device: Device,
         source: DeviceSource,
     ) -> Result<Registered, RegisterError> {
-        if cityops_core::GeoPoint::new(device.lon, device.lat).is_err() {
+        if GeoPoint::new(device.lon, device.lat).is_err() {
             return Err(RegisterError::Invalid(format!(
                 "device {}: lon {} / lat {} is not a WGS-84 position",
                 device.id, device.lon, device.lat
             )));
         }
+        let place = self.place_of(&device);
         let outcome = self
             .store
-            .register_device(&device, source, Utc::now().timestamp_millis())
+            .register_device(
+                &device,
+                place.as_ref(),
+                source,
+                Utc::now().timestamp_millis(),
+            )
             .await?;
         if outcome != Registered::Unchanged || !self.devices.read().contains_key(&device.id) {
             self.adopt(device.clone()).await?;
@@ -86,8 +107,9 @@ impl Registry {
     /// Takes a device that is already stored into the running pipeline.
     pub(crate) async fn adopt(&self, device: Device) -> Result<(), RegisterError> {
         let shard = &self.shards[shard_of(&device.id, self.shards.len())];
+        let place = self.place_of(&device);
         shard
-            .send(ShardMsg::Device(device.clone()))
+            .send(ShardMsg::Device(device.clone(), place))
             .await
             .map_err(|_| RegisterError::ShuttingDown)?;
         let mut devices = self.devices.write();

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use cityops_core::{
-    Device, DeviceId, Incident, IncidentId, IncidentState, UnixMillis, Value,
+    Device, DeviceId, GridPlace, Incident, IncidentId, IncidentState, UnixMillis, Value,
     incident::IncidentCleared,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -88,6 +88,8 @@ pub struct IncidentQuery {
     pub from: Option<UnixMillis>,
     /// Opened before (Unix ms).
     pub to: Option<UnixMillis>,
+    /// Cell, community or street code: incidents whose cell code starts with it.
+    pub grid: Option<String>,
     /// Return incidents with an id below this one (keyset paging, newest first).
     pub before_id: Option<IncidentId>,
     pub limit: u32,
@@ -175,6 +177,7 @@ impl Store {
     pub async fn register_device(
         &self,
         device: &Device,
+        grid: Option<&GridPlace>,
         source: DeviceSource,
         now: UnixMillis,
     ) -> Result<Registered, StoreError> {
@@ -185,7 +188,7 @@ impl Store {
             .await?;
         let outcome = match existing {
             None => {
-                sqlx::query("INSERT INTO devices (id, kind, lon, lat, source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+                sqlx::query("INSERT INTO devices (id, kind, lon, lat, source, created_at, updated_at, grid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
                     .bind(device.id.as_str())
                     .bind(device.kind.as_str())
                     .bind(device.lon)
@@ -193,6 +196,7 @@ impl Store {
                     .bind(source.as_str())
                     .bind(now)
                     .bind(now)
+                    .bind(grid.map(grid_json))
                     .execute(&mut *tx)
                     .await?;
                 Registered::Created
@@ -206,12 +210,13 @@ impl Store {
                 } else if source == DeviceSource::Api {
                     return Err(StoreError::DeviceConflict(device.id.clone()));
                 } else {
-                    sqlx::query("UPDATE devices SET kind = ?, lon = ?, lat = ?, source = ?, updated_at = ? WHERE id = ?")
+                    sqlx::query("UPDATE devices SET kind = ?, lon = ?, lat = ?, source = ?, updated_at = ?, grid = ? WHERE id = ?")
                         .bind(device.kind.as_str())
                         .bind(device.lon)
                         .bind(device.lat)
                         .bind(source.as_str())
                         .bind(now)
+                        .bind(grid.map(grid_json))
                         .bind(device.id.as_str())
                         .execute(&mut *tx)
                         .await?;
@@ -323,6 +328,10 @@ impl Store {
         if let Some(to) = query.to {
             qb.push(" AND opened_at < ").push_bind(to);
         }
+        if let Some(grid) = &query.grid {
+            // Codes are digits only (checked by the caller), so they are safe inside a LIKE pattern.
+            qb.push(" AND cell LIKE ").push_bind(format!("{grid}%"));
+        }
         if let Some(before) = query.before_id {
             qb.push(" AND id < ").push_bind(before);
         }
@@ -341,6 +350,17 @@ impl Store {
             None
         };
         Ok(IncidentPage { items, next_cursor })
+    }
+
+    /// Open incidents per cell code.
+    pub async fn open_incident_counts_by_cell(&self) -> anyhow::Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT cell, COUNT(*) AS n FROM incidents WHERE state = 'open' AND cell IS NOT NULL GROUP BY cell")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<String, _>("cell"), r.get::<i64, _>("n")))
+            .collect())
     }
 
     // ---- the event log ----
@@ -423,6 +443,10 @@ impl Store {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
+
+pub(crate) fn grid_json(grid: &GridPlace) -> String {
+    serde_json::to_string(grid).unwrap_or_else(|_| "null".into())
 }
 
 pub(crate) fn value_json(value: &Value) -> String {

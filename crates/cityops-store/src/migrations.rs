@@ -4,11 +4,18 @@ use std::borrow::Cow;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-const SQLITE: &[(i64, &str, &str)] = &[(
-    1,
-    "spine",
-    include_str!("../migrations/sqlite/0001_spine.sql"),
-)];
+const SQLITE: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "spine",
+        include_str!("../migrations/sqlite/0001_spine.sql"),
+    ),
+    (
+        2,
+        "grid",
+        include_str!("../migrations/sqlite/0002_grid.sql"),
+    ),
+];
 
 /// The migrator for SQLite.
 pub fn sqlite() -> Migrator {

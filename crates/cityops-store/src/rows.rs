@@ -27,6 +27,8 @@ pub struct LastValue {
 pub struct DeviceRecord {
     #[serde(flatten)]
     pub device: Device,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grid: Option<cityops_core::GridPlace>,
     pub source: String,
     pub created_at: UnixMillis,
     pub last_values: Vec<LastValue>,
@@ -45,7 +47,7 @@ pub(crate) fn device_from_row(row: &SqliteRow) -> anyhow::Result<Device> {
 
 pub(crate) async fn device_records(pool: &SqlitePool) -> anyhow::Result<Vec<DeviceRecord>> {
     let rows =
-        sqlx::query("SELECT id, kind, lon, lat, source, created_at FROM devices ORDER BY id")
+        sqlx::query("SELECT id, kind, lon, lat, source, created_at, grid FROM devices ORDER BY id")
             .fetch_all(pool)
             .await?;
     let mut last: BTreeMap<String, Vec<LastValue>> = BTreeMap::new();
@@ -68,7 +70,9 @@ pub(crate) async fn device_records(pool: &SqlitePool) -> anyhow::Result<Vec<Devi
         .map(|row| {
             let device = device_from_row(row)?;
             let last_values = last.remove(device.id.as_str()).unwrap_or_default();
+            let grid: Option<String> = row.get("grid");
             Ok(DeviceRecord {
+                grid: grid.map(|g| serde_json::from_str(&g)).transpose()?,
                 device,
                 source: row.get("source"),
                 created_at: row.get("created_at"),
@@ -84,8 +88,8 @@ pub(crate) async fn insert_incident(
 ) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO incidents (id, device_id, kind, rule_id, category_code, category_name_zh, category_name_en, \
-         measurement, value, unit, condition, lon, lat, state, opened_at, cleared_at, clear_value, evidence) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         measurement, value, unit, condition, lon, lat, state, opened_at, cleared_at, clear_value, evidence, \
+         grid, cell) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(i.id)
     .bind(i.device_id.as_str())
@@ -105,6 +109,8 @@ pub(crate) async fn insert_incident(
     .bind(i.cleared_at)
     .bind(i.clear_value.as_ref().map(value_json))
     .bind(serde_json::to_string(&i.evidence)?)
+    .bind(i.grid.as_ref().map(crate::grid_json))
+    .bind(i.grid.as_ref().and_then(|g| g.cell()))
     .execute(&mut **tx)
     .await
     .with_context(|| format!("Failed to insert incident {} of device {}", i.id, i.device_id))?;
@@ -121,6 +127,7 @@ pub(crate) fn incident_from_row(row: &SqliteRow) -> anyhow::Result<Incident> {
     let state: String = row.get("state");
     let clear_value: Option<String> = row.get("clear_value");
     let evidence: String = row.get("evidence");
+    let grid: Option<String> = row.get("grid");
     Ok(Incident {
         id,
         device_id: DeviceId::new(row.get::<&str, _>("device_id"))?,
@@ -135,6 +142,10 @@ pub(crate) fn incident_from_row(row: &SqliteRow) -> anyhow::Result<Incident> {
         condition: row.get("condition"),
         lon: row.get("lon"),
         lat: row.get("lat"),
+        grid: grid
+            .map(|g| serde_json::from_str(&g))
+            .transpose()
+            .with_context(|| format!("incident {id}: grid"))?,
         state: IncidentState::parse(&state)
             .with_context(|| format!("incident {id}: state {state:?}"))?,
         opened_at: row.get("opened_at"),

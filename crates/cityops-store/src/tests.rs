@@ -1,8 +1,8 @@
 //! Tests of the SQLite store: registration, the batched write path, incident queries, the event log.
 
 use super::*;
-use cityops_core::DeviceKind;
 use cityops_core::incident::EvidenceReading;
+use cityops_core::{DeviceKind, GridPlace};
 
 async fn memory_store() -> Store {
     Store::open("sqlite::memory:").await.unwrap()
@@ -32,6 +32,11 @@ fn incident(id: i64, device_id: &str, opened_at: i64) -> Incident {
         condition: "tilt > 15".into(),
         lon: 116.41,
         lat: 39.91,
+        grid: Some(GridPlace::Inside {
+            cell: "110101001001001".into(),
+            street: "110101001".into(),
+            community: "110101001001".into(),
+        }),
         state: IncidentState::Open,
         opened_at,
         cleared_at: None,
@@ -50,21 +55,21 @@ async fn registering_the_same_device_twice_is_not_an_error_but_a_different_one_i
     let store = memory_store().await;
     assert_eq!(
         store
-            .register_device(&device("mc-1", 116.4), DeviceSource::Api, 1)
+            .register_device(&device("mc-1", 116.4), None, DeviceSource::Api, 1)
             .await
             .unwrap(),
         Registered::Created
     );
     assert_eq!(
         store
-            .register_device(&device("mc-1", 116.4), DeviceSource::Api, 2)
+            .register_device(&device("mc-1", 116.4), None, DeviceSource::Api, 2)
             .await
             .unwrap(),
         Registered::Unchanged
     );
     assert!(matches!(
         store
-            .register_device(&device("mc-1", 116.5), DeviceSource::Api, 3)
+            .register_device(&device("mc-1", 116.5), None, DeviceSource::Api, 3)
             .await,
         Err(StoreError::DeviceConflict(_))
     ));
@@ -75,7 +80,7 @@ async fn registering_the_same_device_twice_is_not_an_error_but_a_different_one_i
     );
     assert_eq!(
         store
-            .register_device(&device("mc-1", 116.5), DeviceSource::Config, 4)
+            .register_device(&device("mc-1", 116.5), None, DeviceSource::Config, 4)
             .await
             .unwrap(),
         Registered::Updated
@@ -94,7 +99,7 @@ async fn a_batch_stores_incidents_clears_them_and_keeps_only_the_last_value() {
         time,
     };
     store
-        .register_device(&device("mc-1", 116.4), DeviceSource::Api, 1)
+        .register_device(&device("mc-1", 116.4), None, DeviceSource::Api, 1)
         .await
         .unwrap();
     store
@@ -213,6 +218,28 @@ async fn incidents_filter_and_page_newest_first() {
         by_time.items.iter().map(|i| i.id).collect::<Vec<_>>(),
         vec![7, 6, 5]
     );
+    let by_street = store
+        .incidents(&IncidentQuery {
+            grid: Some("110101001".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_street.items.len(), 25);
+    assert_eq!(
+        by_street.items[0].grid.as_ref().and_then(|g| g.cell()),
+        Some("110101001001001")
+    );
+    let elsewhere = store
+        .incidents(&IncidentQuery {
+            grid: Some("110101002".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(elsewhere.items.is_empty());
     let cleared = store
         .incidents(&IncidentQuery {
             state: Some(IncidentState::Cleared),
@@ -254,7 +281,7 @@ async fn a_file_database_keeps_its_data_across_reopen() {
     let url = format!("sqlite://{}", dir.path().join("c.db").display());
     let store = Store::open(&url).await.unwrap();
     store
-        .register_device(&device("mc-1", 116.4), DeviceSource::Api, 1)
+        .register_device(&device("mc-1", 116.4), None, DeviceSource::Api, 1)
         .await
         .unwrap();
     store.close().await;

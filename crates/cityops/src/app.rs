@@ -113,6 +113,13 @@ impl App {
             Duration::from_secs(settings.bus.event_retention_hours * 3600),
         ));
 
+        let grid = settings
+            .gis
+            .load_grid()?
+            .map(|g| Arc::new(cityops_api::layers::GridLayers::new(g)));
+        let grid_index = grid
+            .as_ref()
+            .map(|layers| Arc::new(cityops_gis::GridIndex::new(&layers.grid)));
         let ingest = cityops_ingest::start(
             settings.ingest.clone(),
             rules,
@@ -122,6 +129,7 @@ impl App {
             },
             store.clone(),
             bus.clone(),
+            grid_index,
             shutdown_rx.clone(),
         )
         .await?;
@@ -137,6 +145,16 @@ impl App {
         let sim_config = sim_config(&settings);
         if mode == (Mode::Demo { simulator: true }) {
             sim_plan = cityops_sim::plan_devices(&cityops_sim::Boundary::dongcheng(), &sim_config);
+            // The simulator places devices inside the shipped boundary, which is GCJ-02; devices report
+            // WGS-84 like real GPS-equipped sensors, so convert once here, at the edge.
+            for device in &mut sim_plan {
+                let wgs84 = cityops_gis::datum::gcj02_to_wgs84(cityops_core::GeoPoint {
+                    lon: device.lon,
+                    lat: device.lat,
+                });
+                device.lon = wgs84.lon;
+                device.lat = wgs84.lat;
+            }
             for device in &sim_plan {
                 registry
                     .register(device.to_core_device()?, DeviceSource::Config)
@@ -152,6 +170,7 @@ impl App {
             api_stats: Arc::new(ApiStats::default()),
             ready: ingest.ready(),
             shutdown: shutdown_rx.clone(),
+            grid,
             ws: WsConfig {
                 max_lag: settings.ws.max_lag,
                 send_timeout: Duration::from_secs(settings.ws.send_timeout_secs),

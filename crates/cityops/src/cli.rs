@@ -33,6 +33,11 @@ pub enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// The unit grid (万米单元网格).
+    Grid {
+        #[command(subcommand)]
+        command: GridCommand,
+    },
     /// Measure a hot path against a bare baseline in the same run (s1, s2 or all).
     Bench {
         /// Scenario: s1 (MQTT ingest), s2 (rules in memory), or all.
@@ -83,4 +88,35 @@ impl CommonArgs {
             database_url: self.database_url.clone(),
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GridCommand {
+    /// Make ~100 m × 100 m cells clipped to a district boundary, with streets and communities as
+    /// contiguous subdivisions, coded in the 15-digit scheme (6 division + 3 street + 3 community +
+    /// 3 sequence, numbered west to east and north to south); writes GeoJSON.
+    Generate {
+        /// GeoJSON file with the district boundary (Polygon or MultiPolygon, or a collection of them).
+        #[arg(long, value_name = "FILE")]
+        boundary: PathBuf,
+        /// 6-digit administrative division code of the district.
+        #[arg(long, default_value = "110101")]
+        division_code: String,
+        /// District name.
+        #[arg(long, default_value = "东城区")]
+        name: String,
+        /// Datum of the boundary's coordinates: gcj02 or wgs84.
+        #[arg(long, default_value = "gcj02")]
+        datum: String,
+        /// Side of a full cell in metres.
+        #[arg(long, default_value_t = 100.0)]
+        cell_size: f64,
+        #[arg(long, default_value_t = 17)]
+        streets: usize,
+        #[arg(long, default_value_t = 10)]
+        communities_per_street: usize,
+        /// Output file (standard output when absent).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }

@@ -6,4 +6,5 @@ pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod event_log;
+pub mod grid_cli;
 pub mod settings;

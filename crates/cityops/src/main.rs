@@ -31,6 +31,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let (common, mode) = match &cli.command {
         Command::Demo { common, no_sim } => (common, Mode::Demo { simulator: !no_sim }),
         Command::Serve { common } => (common, Mode::Serve),
+        Command::Grid { command } => return cityops::grid_cli::run(command),
         Command::Bench {
             scenario,
             quick,

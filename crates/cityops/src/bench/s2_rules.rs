@@ -93,16 +93,31 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     );
 
     let now_ms = chrono::Utc::now().timestamp_millis();
+    // Devices get their unit cell once, when registered (devices do not move), as in the platform.
+    let grid = settings
+        .gis
+        .load_grid()?
+        .ok_or_else(|| anyhow::anyhow!("S2 needs the built-in grid"))?;
+    let index = cityops_gis::GridIndex::new(&grid);
     let mut ids = Vec::with_capacity(devices_count);
     for i in 0..devices_count {
         let kind_index = i % KINDS.len();
         let id = DeviceId::new(&format!("dev-{i:05}"))?;
-        shard.upsert_device(Device {
-            id: id.clone(),
-            kind: DeviceKind::new(KINDS[kind_index].0)?,
-            lon: 116.41,
-            lat: 39.91,
-        });
+        // Spread over the district: a 70 × 72 lattice across its bounding box (WGS-84).
+        let lon = 116.372 + 0.075 * ((i % 70) as f64 / 70.0);
+        let lat = 39.858 + 0.115 * ((i / 70) as f64 / 72.0);
+        let place = index
+            .locate_wgs84(cityops_core::GeoPoint { lon, lat })
+            .into();
+        shard.upsert_device(
+            Device {
+                id: id.clone(),
+                kind: DeviceKind::new(KINDS[kind_index].0)?,
+                lon,
+                lat,
+            },
+            Some(place),
+        );
         ids.push((id, kind_index));
     }
     // 20,000 distinct messages cycled: every device in every form, one in fifty abnormal (then normal
