@@ -33,6 +33,12 @@
 
   const I18N = {
     zh: {
+      'login.title': '登录指挥平台',
+      'login.username': '用户名',
+      'login.password': '密码',
+      'login.submit': '登录',
+      'login.failed': '用户名或密码错误，或账号已停用',
+      'login.unreachable': '无法连接服务器，请稍后重试',
       'page.title': '城市运行实时事件',
       'page.subtitle': '东城区 · 智慧城管指挥中心',
       'status.connecting': '连接中…',
@@ -85,6 +91,12 @@
       'lang.switch': '切换语言 / Switch language',
     },
     en: {
+      'login.title': 'Sign in to the command platform',
+      'login.username': 'Username',
+      'login.password': 'Password',
+      'login.submit': 'Sign in',
+      'login.failed': 'Wrong username or password, or the account is disabled',
+      'login.unreachable': 'Cannot reach the server; please try again',
       'page.title': 'Live city incidents',
       'page.subtitle': 'Dongcheng District · City management command centre',
       'status.connecting': 'Connecting…',
@@ -211,8 +223,82 @@
     applyLanguage();
     startClock();
     window.cityops = { state };
-    loadBoundary();
-    connect();
+    ensureSession().then(() => {
+      loadBoundary();
+      connect();
+    });
+  }
+
+  // ---------------------------------------------------------------- session: the login cookie
+
+  // The API needs a token; the server sets it as an HttpOnly cookie at login, so the page only has to
+  // ask for credentials when /api/v1/auth/me says there is no valid session.
+  async function ensureSession() {
+    for (;;) {
+      const response = await fetch('/api/v1/auth/me', { cache: 'no-store' }).catch(() => null);
+      if (response && response.ok) {
+        state.user = await response.json();
+        return;
+      }
+      if (!response || response.status !== 401) {
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+        continue;
+      }
+      await showLogin();
+    }
+  }
+
+  function showLogin() {
+    return new Promise((resolve) => {
+      const overlay = document.createElement('div');
+      overlay.className = 'login-overlay';
+      const form = document.createElement('form');
+      form.className = 'login-form';
+      const title = document.createElement('h2');
+      title.textContent = t('login.title');
+      const user = labelledInput(t('login.username'), 'text', 'username');
+      const pass = labelledInput(t('login.password'), 'password', 'current-password');
+      const error = document.createElement('p');
+      error.className = 'login-error';
+      const submit = document.createElement('button');
+      submit.type = 'submit';
+      submit.textContent = t('login.submit');
+      form.append(title, user.label, pass.label, error, submit);
+      overlay.append(form);
+      document.body.append(overlay);
+      user.input.focus();
+      form.addEventListener('submit', async (event) => {
+        event.preventDefault();
+        submit.disabled = true;
+        error.textContent = '';
+        const response = await fetch('/api/v1/auth/login', {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ username: user.input.value, password: pass.input.value }),
+        }).catch(() => null);
+        submit.disabled = false;
+        if (response && response.ok) {
+          overlay.remove();
+          resolve();
+          return;
+        }
+        error.textContent = t(response ? 'login.failed' : 'login.unreachable');
+        pass.input.value = '';
+        pass.input.focus();
+      });
+    });
+  }
+
+  function labelledInput(text, type, autocomplete) {
+    const label = document.createElement('label');
+    const span = document.createElement('span');
+    span.textContent = text;
+    const input = document.createElement('input');
+    input.type = type;
+    input.autocomplete = autocomplete;
+    input.required = true;
+    label.append(span, input);
+    return { label, input };
   }
 
   function collectDomRefs() {

@@ -18,7 +18,12 @@ pub struct TestApp {
     pub ws_base: String,
     pub mqtt_host: String,
     pub mqtt_port: u16,
+    /// An HTTP client that sends the test admin's token on every request.
     pub http: reqwest::Client,
+    /// A client without credentials.
+    pub anonymous: reqwest::Client,
+    /// The test admin's bearer token.
+    pub token: String,
     /// Kept so the directory lives as long as the app.
     _data_dir: tempfile::TempDir,
 }
@@ -57,15 +62,65 @@ pub async fn start(settings: Settings, data_dir: tempfile::TempDir) -> TestApp {
     let base = format!("http://{}", app.http_addr);
     let ws_base = format!("ws://{}", app.http_addr);
     let (mqtt_host, mqtt_port) = app.mqtt_addr.clone();
+    let token = login_as_new_user(&app, &base, TEST_ADMIN, cityops_auth::Role::Admin, None).await;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
     TestApp {
         app: Some(app),
         base,
         ws_base,
         mqtt_host,
         mqtt_port,
-        http: reqwest::Client::new(),
+        http,
+        anonymous: reqwest::Client::new(),
+        token,
         _data_dir: data_dir,
     }
+}
+
+/// The user every test acts as unless it says otherwise.
+pub const TEST_ADMIN: &str = "test.admin";
+/// The password of users the tests create.
+pub const TEST_PASSWORD: &str = "correct horse battery";
+
+/// Creates a user (unless it exists) and logs in over HTTP; returns the token.
+pub async fn login_as_new_user(
+    app: &App,
+    base: &str,
+    username: &str,
+    role: cityops_auth::Role,
+    department: Option<&str>,
+) -> String {
+    if app.store.user_by_name(username).await.unwrap().is_none() {
+        let hash = cityops_auth::hash_password(TEST_PASSWORD).unwrap();
+        let insert = cityops_store::users::UserInsert {
+            username,
+            display_name: username,
+            role,
+            department,
+            password_hash: &hash,
+        };
+        app.store
+            .create_user(&insert, chrono::Utc::now())
+            .await
+            .unwrap();
+    }
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": username, "password": TEST_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "login as {username}");
+    let body: Value = response.json().await.unwrap();
+    body["token"].as_str().unwrap().to_string()
 }
 
 impl TestApp {
@@ -145,8 +200,15 @@ impl TestApp {
         Publisher::connect(&self.mqtt_host, self.mqtt_port, client_id).await
     }
 
+    /// A websocket as the test admin; `query` is `""` or starts with `?`.
     pub async fn ws(&self, query: &str) -> Ws {
-        Ws::connect(&format!("{}/ws{query}", self.ws_base)).await
+        Ws::connect(&self.ws_url(query)).await
+    }
+
+    /// The `/ws` URL with the test admin's token added to `query`.
+    pub fn ws_url(&self, query: &str) -> String {
+        let separator = if query.is_empty() { "?" } else { "&" };
+        format!("{}/ws{query}{separator}token={}", self.ws_base, self.token)
     }
 }
 

@@ -75,3 +75,33 @@ async fn incidents_filter_by_device_and_state_and_page() {
     assert_eq!(app.get_json("/api/v1/incidents/abc").await.0, 422);
     assert_eq!(app.get_json("/api/v1/nothing").await.0, 404);
 }
+
+#[tokio::test]
+async fn the_catalogue_lists_categories_with_departments_and_limits() {
+    let app = spawn_app_with(|s| {
+        s.categories.push(cityops_core::category::CategoryConfig {
+            code: "E0501".into(),
+            handling_minutes: Some(90),
+            ..Default::default()
+        });
+    })
+    .await;
+    let (status, body) = app.get_json("/api/v1/categories").await;
+    assert_eq!(status, 200);
+    let items = body["items"].as_array().unwrap();
+    assert!(items.len() >= 30, "{} categories", items.len());
+    let waterlogging = items.iter().find(|c| c["code"] == "E0501").unwrap();
+    assert_eq!(waterlogging["name_zh"], "道路积水");
+    assert_eq!(waterlogging["department"], "water");
+    assert_eq!(waterlogging["clock"], "continuous_24h");
+    assert_eq!(waterlogging["limits"]["handling"], 90, "configured limit");
+    for code in [
+        "E0401", "E0402", "E0102", "E0201", "E0104", "E0303", "E0302", "E0503", "E0501", "E0103",
+        "E0504", "E0101",
+    ] {
+        assert!(
+            items.iter().any(|c| c["code"] == code),
+            "{code} is in the demo catalogue"
+        );
+    }
+}

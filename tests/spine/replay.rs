@@ -129,7 +129,7 @@ async fn a_sequence_number_from_the_future_gets_a_resync() {
 #[tokio::test]
 async fn unknown_event_types_in_the_filter_are_refused() {
     let app = spawn_app().await;
-    let err = tokio_tungstenite::connect_async(format!("{}/ws?types=incident.bogus", app.ws_base))
+    let err = tokio_tungstenite::connect_async(app.ws_url("?types=incident.bogus"))
         .await
         .unwrap_err();
     match err {

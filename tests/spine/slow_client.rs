@@ -38,7 +38,7 @@ async fn a_client_that_stops_reading_gets_a_resync_and_every_event_is_accounted_
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(app.app().http_addr).await.unwrap();
-    let (mut slow, _) = tokio_tungstenite::client_async(format!("{}/ws", app.ws_base), stream)
+    let (mut slow, _) = tokio_tungstenite::client_async(app.ws_url(""), stream)
         .await
         .unwrap();
     let mut fast = app.ws("").await;

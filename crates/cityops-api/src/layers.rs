@@ -15,7 +15,9 @@ use geo::{MultiPolygon, Polygon, Rect, coord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::auth::Authenticated;
 use crate::{ApiError, AppState};
+use cityops_auth::Permission;
 
 /// The grid with its ready-made WGS-84 layers.
 pub struct GridLayers {
@@ -118,15 +120,27 @@ fn layers(state: &AppState) -> Result<&Arc<GridLayers>, ApiError> {
         .ok_or_else(|| ApiError::NotFound("no unit grid is configured (gis.grid)".into()))
 }
 
-pub(crate) async fn district(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub(crate) async fn district(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Response, ApiError> {
+    auth.require(Permission::CasesRead)?;
     Ok(geojson(&layers(&state)?.district))
 }
 
-pub(crate) async fn streets(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub(crate) async fn streets(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Response, ApiError> {
+    auth.require(Permission::CasesRead)?;
     Ok(geojson(&layers(&state)?.streets))
 }
 
-pub(crate) async fn communities(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub(crate) async fn communities(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Response, ApiError> {
+    auth.require(Permission::CasesRead)?;
     Ok(geojson(&layers(&state)?.communities))
 }
 
@@ -140,8 +154,10 @@ pub(crate) struct CellParams {
 /// `GET /api/v1/map/cells?bbox=…`: the cells in a box with their open-incident counts.
 pub(crate) async fn cells(
     State(state): State<AppState>,
+    auth: Authenticated,
     params: Result<Query<CellParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    auth.require(Permission::CasesRead)?;
     let Query(params) = params.map_err(|e| ApiError::Invalid(e.body_text()))?;
     let layers = layers(&state)?;
     let bbox = parse_bbox(&params.bbox)?;

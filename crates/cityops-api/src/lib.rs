@@ -3,6 +3,7 @@
 //! [`router`] builds the whole application from an [`AppState`]; serving it is the binary's job, and
 //! tests drive the router directly or over a real socket.
 
+pub mod auth;
 mod error;
 pub mod layers;
 mod pages;
@@ -54,6 +55,10 @@ pub struct AppState {
     pub ws: WsConfig,
     /// The unit grid and its map layers, when one is configured.
     pub grid: Option<Arc<layers::GridLayers>>,
+    /// Token keys and login limits.
+    pub auth: Arc<auth::AuthConfig>,
+    /// The category catalogue (部件/事件) with departments and time limits.
+    pub catalogue: Arc<cityops_core::Catalogue>,
 }
 
 /// Counters of the HTTP side.
@@ -76,11 +81,19 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
         .route("/ws", get(ws::handler))
+        .route("/api/v1/auth/login", axum::routing::post(auth::login))
+        .route("/api/v1/auth/logout", axum::routing::post(auth::logout))
+        .route("/api/v1/auth/me", get(auth::me))
+        .route(
+            "/api/v1/users",
+            get(auth::list_users).post(auth::create_user),
+        )
         .route(
             "/api/v1/devices",
             get(rest::list_devices).post(rest::register_device),
         )
         .route("/api/v1/incidents", get(rest::list_incidents))
+        .route("/api/v1/categories", get(rest::list_categories))
         .route("/api/v1/map/district", get(layers::district))
         .route("/api/v1/map/streets", get(layers::streets))
         .route("/api/v1/map/communities", get(layers::communities))

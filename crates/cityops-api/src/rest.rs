@@ -8,12 +8,18 @@ use axum::response::{IntoResponse, Response};
 use chrono::DateTime;
 use cityops_core::{Device, DeviceId, IncidentId, IncidentState};
 use cityops_ingest::RegisterError;
-use cityops_store::{DeviceSource, IncidentQuery, Registered, StoreError};
+use cityops_store::{DeviceSource, IncidentQuery, Registered};
 use serde::Deserialize;
 
+use crate::auth::Authenticated;
 use crate::{ApiError, AppState};
+use cityops_auth::Permission;
 
-pub(crate) async fn list_devices(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub(crate) async fn list_devices(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Response, ApiError> {
+    auth.require(Permission::DevicesRead)?;
     let records = state.store.device_records().await?;
     Ok(Json(serde_json::json!({ "items": records })).into_response())
 }
@@ -22,8 +28,10 @@ pub(crate) async fn list_devices(State(state): State<AppState>) -> Result<Respon
 /// is already registered, 409 when the id exists with a different kind or place, 422 on invalid input.
 pub(crate) async fn register_device(
     State(state): State<AppState>,
+    auth: Authenticated,
     body: Result<Json<Device>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    auth.require(Permission::DevicesRegister)?;
     let Json(device) = body.map_err(|e| ApiError::Invalid(format!("device: {}", e.body_text())))?;
     let outcome = state
         .registry
@@ -31,10 +39,7 @@ pub(crate) async fn register_device(
         .await
         .map_err(|e| match e {
             RegisterError::Invalid(message) => ApiError::Invalid(message),
-            RegisterError::Store(StoreError::DeviceConflict(id)) => ApiError::Conflict(format!(
-                "device {id} is already registered with a different kind or location"
-            )),
-            RegisterError::Store(StoreError::Unexpected(e)) => ApiError::Unexpected(e),
+            RegisterError::Store(e) => e.into(),
             RegisterError::ShuttingDown => ApiError::Unavailable("shutting down".into()),
         })?;
     let status = match outcome {
@@ -62,8 +67,10 @@ pub(crate) struct IncidentParams {
 
 pub(crate) async fn list_incidents(
     State(state): State<AppState>,
+    auth: Authenticated,
     params: Result<Query<IncidentParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    auth.require(Permission::IncidentsRead)?;
     let Query(params) = params.map_err(|e| ApiError::Invalid(e.body_text()))?;
     let query = IncidentQuery {
         device: params
@@ -112,10 +119,22 @@ pub(crate) async fn list_incidents(
     Ok(Json(serde_json::json!({ "items": page.items, "next_cursor": page.next_cursor, "last_seq": last_seq })).into_response())
 }
 
+/// `GET /api/v1/categories`: the catalogue (code, zh/en names, department, clock, stage limits).
+pub(crate) async fn list_categories(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Response, ApiError> {
+    auth.require(Permission::CasesRead)?;
+    let items: Vec<_> = state.catalogue.iter().collect();
+    Ok(Json(serde_json::json!({ "items": items })).into_response())
+}
+
 pub(crate) async fn get_incident(
     State(state): State<AppState>,
+    auth: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    auth.require(Permission::IncidentsRead)?;
     let id: IncidentId = id
         .parse()
         .map_err(|_| ApiError::Invalid(format!("incident id {id:?} is not a number")))?;

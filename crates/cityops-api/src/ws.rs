@@ -13,7 +13,9 @@ use chrono::Utc;
 use cityops_bus::{Filter, Recv, Subscription};
 use serde::Deserialize;
 
+use crate::auth::Authenticated;
 use crate::{ApiError, AppState};
+use cityops_auth::Permission;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,13 +24,18 @@ pub(crate) struct WsParams {
     since: Option<u64>,
     /// Comma-separated event types; all when absent.
     types: Option<String>,
+    /// The bearer token, for clients that cannot set headers (browsers); read by [`Authenticated`].
+    #[allow(dead_code)]
+    token: Option<String>,
 }
 
 pub(crate) async fn handler(
     State(state): State<AppState>,
+    auth: Authenticated,
     params: Result<Query<WsParams>, axum::extract::rejection::QueryRejection>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    auth.require(Permission::IncidentsRead)?;
     let Query(params) = params.map_err(|e| ApiError::Invalid(e.body_text()))?;
     let filter = match &params.types {
         Some(types) => Filter::types(types.split(',')).map_err(ApiError::Invalid)?,

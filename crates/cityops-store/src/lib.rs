@@ -4,8 +4,10 @@
 //! committed incident survives a crash). Writes come in batches from one writer task, never one
 //! transaction per reading. Migrations are embedded in the binary and run at open.
 
+pub mod cases;
 mod migrations;
 mod rows;
+pub mod users;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -25,6 +27,8 @@ pub use rows::{DeviceRecord, LastValue};
 pub enum StoreError {
     #[error("device {0} already exists with a different kind or location")]
     DeviceConflict(DeviceId),
+    #[error("username {0:?} is already taken")]
+    UsernameTaken(String),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -439,7 +443,8 @@ impl Store {
             .rows_affected())
     }
 
-    /// The pool, for tests that must change rows behind the application's back.
+    /// The pool, for the store's own modules and for tests that must change rows behind the
+    /// application's back.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }

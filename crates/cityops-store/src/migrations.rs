@@ -15,6 +15,16 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "grid",
         include_str!("../migrations/sqlite/0002_grid.sql"),
     ),
+    (
+        3,
+        "cases",
+        include_str!("../migrations/sqlite/0003_cases.sql"),
+    ),
+    (
+        4,
+        "users",
+        include_str!("../migrations/sqlite/0004_users.sql"),
+    ),
 ];
 
 /// The migrator for SQLite.

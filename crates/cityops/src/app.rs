@@ -27,6 +27,13 @@ pub enum Mode {
     Demo { simulator: bool },
 }
 
+/// Start-up choices that are not settings.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Password of the demo accounts (`--demo-password` / `CITYOPS_DEMO_PASSWORD`).
+    pub demo_password: Option<String>,
+}
+
 /// A running platform.
 pub struct App {
     pub http_addr: SocketAddr,
@@ -39,6 +46,8 @@ pub struct App {
     pub registry: Arc<cityops_ingest::Registry>,
     pub ingest_stats: Arc<cityops_ingest::IngestStats>,
     pub sim_devices: usize,
+    /// What happened to the demo accounts (demo mode only).
+    pub demo_users: Option<crate::users::DemoUsers>,
     shutdown: watch::Sender<bool>,
     ingest: Ingest,
     http: JoinHandle<std::io::Result<()>>,
@@ -67,8 +76,18 @@ impl App {
     /// Starts everything and returns once it is ready: the broker listens, ingestion is subscribed,
     /// the HTTP server accepts connections.
     pub async fn start(settings: Settings, mode: Mode) -> anyhow::Result<App> {
-        let rules = compile_rules(&settings, &Catalogue::builtin())
-            .context("invalid rules in the configuration")?;
+        Self::start_with(settings, mode, StartOptions::default()).await
+    }
+
+    pub async fn start_with(
+        settings: Settings,
+        mode: Mode,
+        options: StartOptions,
+    ) -> anyhow::Result<App> {
+        let catalogue = Catalogue::with_config(&settings.categories)
+            .context("invalid [[categories]] in the configuration")?;
+        let rules =
+            compile_rules(&settings, &catalogue).context("invalid rules in the configuration")?;
 
         // HTTP first: a taken port should fail before anything else starts.
         let listener = tokio::net::TcpListener::bind(settings.http).await.map_err(|e| {
@@ -162,7 +181,20 @@ impl App {
             }
         }
 
+        let demo_users = match mode {
+            Mode::Demo { .. } => Some(
+                crate::users::ensure_demo_users(&store, options.demo_password.as_deref()).await?,
+            ),
+            Mode::Serve => None,
+        };
+        let signing_key = crate::users::signing_key(&settings.data_dir)?;
+        let auth = cityops_api::auth::AuthConfig::new(
+            cityops_auth::KeyRing::new(signing_key),
+            chrono::TimeDelta::hours(i64::from(settings.auth.token_ttl_hours.max(1))),
+        );
         let state = AppState {
+            catalogue: Arc::new(catalogue),
+            auth,
             bus: bus.clone(),
             store: store.clone(),
             registry: registry.clone(),
@@ -215,6 +247,7 @@ impl App {
             registry,
             ingest_stats: ingest.stats.clone(),
             sim_devices,
+            demo_users,
             shutdown,
             ingest,
             http,

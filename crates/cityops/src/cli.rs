@@ -27,11 +27,22 @@ pub enum Command {
         /// Do not start the city simulator.
         #[arg(long)]
         no_sim: bool,
+        /// Password of the demo accounts (admin, operator, shiftlead, dispatcher, supervisor,
+        /// inspector1-3, handler.<department>); generated and printed once when not given.
+        #[arg(long, env = "CITYOPS_DEMO_PASSWORD", hide_env_values = true)]
+        demo_password: Option<String>,
     },
     /// Run the platform for a real deployment (no simulator).
     Serve {
         #[command(flatten)]
         common: CommonArgs,
+    },
+    /// Manage users (the password is read from standard input).
+    User {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(subcommand)]
+        command: UserCommand,
     },
     /// The unit grid (万米单元网格).
     Grid {
@@ -119,4 +130,28 @@ pub enum GridCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user; the password is the first line of standard input.
+    Add {
+        username: String,
+        /// operator, shift_lead, dispatcher, department_handler, inspector, supervisor or admin.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        display_name: String,
+        /// The handling department (department handlers only).
+        #[arg(long)]
+        department: Option<String>,
+    },
+    /// Set a user's password from the first line of standard input.
+    Passwd { username: String },
+    /// List users.
+    List,
+    /// Stop a user from logging in.
+    Disable { username: String },
+    /// Let a disabled user log in again.
+    Enable { username: String },
 }

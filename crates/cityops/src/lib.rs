@@ -8,3 +8,4 @@ pub mod cli;
 pub mod event_log;
 pub mod grid_cli;
 pub mod settings;
+pub mod users;

@@ -1,7 +1,7 @@
 //! The `cityops` binary: parse the command line, load settings, run until Ctrl-C or SIGTERM, stop cleanly.
 
-use cityops::app::{App, Mode};
-use cityops::cli::{Cli, Command};
+use cityops::app::{App, Mode, StartOptions};
+use cityops::cli::{Cli, Command, UserCommand};
 use cityops::settings::Settings;
 use clap::Parser;
 
@@ -29,9 +29,13 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let (common, mode) = match &cli.command {
-        Command::Demo { common, no_sim } => (common, Mode::Demo { simulator: !no_sim }),
+        Command::Demo { common, no_sim, .. } => (common, Mode::Demo { simulator: !no_sim }),
         Command::Serve { common } => (common, Mode::Serve),
         Command::Grid { command } => return cityops::grid_cli::run(command),
+        Command::User { common, command } => {
+            let settings = Settings::load(common.config.as_deref(), &common.overrides())?;
+            return run_user(&settings, command).await;
+        }
         Command::Bench {
             scenario,
             quick,
@@ -62,11 +66,53 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let settings = Settings::load(common.config.as_deref(), &common.overrides())?;
     init_tracing(&settings.log);
-    let app = App::start(settings, mode).await?;
+    let demo_password = match &cli.command {
+        Command::Demo { demo_password, .. } => demo_password.clone(),
+        _ => None,
+    };
+    let app = App::start_with(settings, mode, StartOptions { demo_password }).await?;
     print_ready(&app, mode);
     wait_for_signal().await;
     tracing::info!("shutting down");
     app.shutdown().await
+}
+
+async fn run_user(settings: &Settings, command: &UserCommand) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let store = cityops_store::Store::open(&settings.database_url()).await?;
+    let stdin = std::io::stdin();
+    let result = match command {
+        UserCommand::Add {
+            username,
+            role,
+            display_name,
+            department,
+        } => {
+            let password = cityops::users::read_password_line(&mut stdin.lock())?;
+            cityops::users::add(
+                &store,
+                username,
+                display_name,
+                role,
+                department.as_deref(),
+                password,
+            )
+            .await
+        }
+        UserCommand::Passwd { username } => {
+            let password = cityops::users::read_password_line(&mut stdin.lock())?;
+            cityops::users::passwd(&store, username, password).await
+        }
+        UserCommand::List => cityops::users::list(&store).await,
+        UserCommand::Disable { username } => {
+            cityops::users::set_disabled(&store, username, true).await
+        }
+        UserCommand::Enable { username } => {
+            cityops::users::set_disabled(&store, username, false).await
+        }
+    };
+    store.close().await;
+    result
 }
 
 fn init_tracing(default_filter: &str) {
@@ -103,6 +149,33 @@ fn print_ready(app: &App, mode: Mode) {
         "  MQTT             mqtt://{host}:{port} ({broker}); devices publish to city/v1/devices/{{id}}/up"
     );
     println!("  database         {}", app.database_url);
+    match &app.demo_users {
+        Some(cityops::users::DemoUsers::Created {
+            password,
+            generated,
+        }) => {
+            let how = if *generated {
+                "generated, shown only now"
+            } else {
+                "from --demo-password"
+            };
+            println!(
+                "  demo users       admin, operator, shiftlead, dispatcher, supervisor, inspector1-3, handler.<dept>"
+            );
+            println!("                   password: {password}   ({how})");
+        }
+        Some(cityops::users::DemoUsers::PasswordReset) => {
+            println!(
+                "  demo users       password set from --demo-password / CITYOPS_DEMO_PASSWORD"
+            );
+        }
+        Some(cityops::users::DemoUsers::Existing) => {
+            println!(
+                "  demo users       exist already (password as printed when created; --demo-password resets it)"
+            );
+        }
+        None => {}
+    }
     if app.sim_devices > 0 {
         println!(
             "  simulator        {} devices in 东城区 (Dongcheng) publishing over MQTT",

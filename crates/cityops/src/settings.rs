@@ -30,6 +30,7 @@ pub struct Settings {
     pub database_url: Option<String>,
     pub log: String,
     pub gis: GisSettings,
+    pub auth: AuthSettings,
     pub bus: BusSettings,
     pub ws: WsSettings,
     pub ingest: IngestConfig,
@@ -38,6 +39,9 @@ pub struct Settings {
     pub devices: Vec<Device>,
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+    /// Changes to the built-in category catalogue, and new categories.
+    #[serde(default)]
+    pub categories: Vec<cityops_core::category::CategoryConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,6 +67,13 @@ impl GisSettings {
             .with_context(|| format!("gis.grid {}", self.grid))?;
         Ok(Some(grid))
     }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Lifetime of a login token, in hours.
+    pub token_ttl_hours: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
