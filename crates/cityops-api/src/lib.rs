@@ -59,6 +59,10 @@ pub struct AppState {
     pub auth: Arc<auth::AuthConfig>,
     /// The category catalogue (部件/事件) with departments and time limits.
     pub catalogue: Arc<cityops_core::Catalogue>,
+    /// The working calendar of the SLA clocks.
+    pub calendar: Arc<cityops_core::sla::WorkCalendar>,
+    /// Share of a stage's limit at which the SLA warning goes out.
+    pub sla_warning_share: f64,
 }
 
 /// Counters of the HTTP side.

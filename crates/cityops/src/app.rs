@@ -88,6 +88,15 @@ impl App {
             .context("invalid [[categories]] in the configuration")?;
         let rules =
             compile_rules(&settings, &catalogue).context("invalid rules in the configuration")?;
+        let calendar = settings
+            .calendar
+            .build()
+            .context("invalid [calendar] in the configuration")?;
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&settings.sla.warning_share),
+            "sla.warning_share {} must be between 0 and 1",
+            settings.sla.warning_share
+        );
 
         // HTTP first: a taken port should fail before anything else starts.
         let listener = tokio::net::TcpListener::bind(settings.http).await.map_err(|e| {
@@ -194,6 +203,8 @@ impl App {
         );
         let state = AppState {
             catalogue: Arc::new(catalogue),
+            calendar: Arc::new(calendar),
+            sla_warning_share: settings.sla.warning_share,
             auth,
             bus: bus.clone(),
             store: store.clone(),

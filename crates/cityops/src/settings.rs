@@ -30,6 +30,8 @@ pub struct Settings {
     pub database_url: Option<String>,
     pub log: String,
     pub gis: GisSettings,
+    pub calendar: cityops_core::sla::CalendarConfig,
+    pub sla: SlaSettings,
     pub auth: AuthSettings,
     pub bus: BusSettings,
     pub ws: WsSettings,
@@ -67,6 +69,13 @@ impl GisSettings {
             .with_context(|| format!("gis.grid {}", self.grid))?;
         Ok(Some(grid))
     }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlaSettings {
+    /// Share of a stage's limit (0 to 1) at which the warning event goes out.
+    pub warning_share: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
