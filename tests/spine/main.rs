@@ -6,6 +6,7 @@ mod helpers;
 mod auth;
 mod bad_input;
 mod bench_smoke;
+mod cases;
 mod devices_api;
 mod grid;
 mod incidents_api;

@@ -4,6 +4,7 @@
 //! tests drive the router directly or over a real socket.
 
 pub mod auth;
+mod cases;
 mod error;
 pub mod layers;
 mod pages;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub calendar: Arc<cityops_core::sla::WorkCalendar>,
     /// Share of a stage's limit at which the SLA warning goes out.
     pub sla_warning_share: f64,
+    /// Wakes the outbox relay after a write, so case events go out without waiting for its next poll.
+    pub outbox_nudge: Arc<tokio::sync::Notify>,
 }
 
 /// Counters of the HTTP side.
@@ -98,6 +101,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/incidents", get(rest::list_incidents))
         .route("/api/v1/categories", get(rest::list_categories))
+        .route("/api/v1/cases", get(cases::list).post(cases::report))
+        .route("/api/v1/cases/:id", get(cases::detail))
+        .route("/api/v1/cases/:id/audit", get(cases::audit))
+        .route("/api/v1/cases/:id/actions", axum::routing::post(cases::act))
         .route("/api/v1/map/district", get(layers::district))
         .route("/api/v1/map/streets", get(layers::streets))
         .route("/api/v1/map/communities", get(layers::communities))

@@ -201,7 +201,10 @@ impl App {
             cityops_auth::KeyRing::new(signing_key),
             chrono::TimeDelta::hours(i64::from(settings.auth.token_ttl_hours.max(1))),
         );
+        // Shared by the API (after each case write) and the outbox relay (which waits on it).
+        let outbox_nudge = Arc::new(tokio::sync::Notify::new());
         let state = AppState {
+            outbox_nudge: outbox_nudge.clone(),
             catalogue: Arc::new(catalogue),
             calendar: Arc::new(calendar),
             sla_warning_share: settings.sla.warning_share,

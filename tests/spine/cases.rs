@@ -1,0 +1,260 @@
+//! The case workflow over HTTP with real users and roles: report → accept → register → dispatch →
+//! handle → check → close, with the audit chain verifying, and refusals that change nothing.
+
+use cityops_auth::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+struct Actor {
+    token: String,
+}
+
+async fn actor(app: &TestApp, username: &str, role: Role, department: Option<&str>) -> Actor {
+    Actor {
+        token: login_as_new_user(app.app(), &app.base, username, role, department).await,
+    }
+}
+
+async fn post(app: &TestApp, who: &Actor, path: &str, body: Value) -> (u16, Value) {
+    let response = app
+        .anonymous
+        .post(format!("{}{path}", app.base))
+        .bearer_auth(&who.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn act(app: &TestApp, who: &Actor, id: i64, body: Value) -> (u16, Value) {
+    post(app, who, &format!("/api/v1/cases/{id}/actions"), body).await
+}
+
+#[tokio::test]
+async fn a_case_goes_through_the_whole_workflow_and_its_record_verifies() {
+    let app = spawn_app().await;
+    let operator = actor(&app, "op", Role::Operator, None).await;
+    let shift_lead = actor(&app, "lead", Role::ShiftLead, None).await;
+    let dispatcher = actor(&app, "disp", Role::Dispatcher, None).await;
+    let handler = actor(&app, "sanit", Role::DepartmentHandler, Some("sanitation")).await;
+    let other_handler = actor(&app, "watr", Role::DepartmentHandler, Some("water")).await;
+    let inspector = actor(&app, "insp", Role::Inspector, None).await;
+    let supervisor = actor(&app, "sup", Role::Supervisor, None).await;
+
+    let (status, case) = post(
+        &app,
+        &operator,
+        "/api/v1/cases",
+        json!({"category": "E0101", "description": "王府井大街暴露垃圾", "address": "王府井大街 88 号", "lon": 116.4105, "lat": 39.9120}),
+    )
+    .await;
+    assert_eq!(status, 201, "{case}");
+    let id = case["id"].as_i64().unwrap();
+    let number = case["number"].as_str().unwrap();
+    assert!(number.starts_with("E0101"), "{number}");
+    assert_eq!(case["state"], "reported");
+    assert_eq!(case["source"], "hotline");
+    assert_eq!(case["grid"]["status"], "inside");
+
+    // The wrong role is 403, an illegal step 409, a bad payload 422: none changes anything.
+    assert_eq!(
+        act(&app, &inspector, id, json!({"action": "accept"}))
+            .await
+            .0,
+        403
+    );
+    let (status, body) = act(
+        &app,
+        &dispatcher,
+        id,
+        json!({"action": "dispatch", "department": "sanitation"}),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("reported"),
+        "{body}"
+    );
+    assert_eq!(
+        act(&app, &operator, id, json!({"action": "fly"})).await.0,
+        422
+    );
+
+    assert_eq!(
+        act(
+            &app,
+            &operator,
+            id,
+            json!({"action": "accept", "expected_version": 99, "note": "来电核实"})
+        )
+        .await
+        .0,
+        409,
+        "a stale version"
+    );
+    let (status, accepted) = act(
+        &app,
+        &operator,
+        id,
+        json!({"action": "accept", "expected_version": 1, "note": "来电核实"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{accepted}");
+    assert_eq!(
+        act(&app, &shift_lead, id, json!({"action": "register"}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        act(
+            &app,
+            &dispatcher,
+            id,
+            json!({"action": "dispatch", "department": ""})
+        )
+        .await
+        .0,
+        422
+    );
+    let (status, dispatched) = act(
+        &app,
+        &dispatcher,
+        id,
+        json!({"action": "dispatch", "department": "sanitation"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{dispatched}");
+    assert_eq!(dispatched["department"], "sanitation");
+    assert_eq!(dispatched["clock"]["stage"], "handling");
+    let photo = "a".repeat(64);
+    assert_eq!(
+        act(
+            &app,
+            &other_handler,
+            id,
+            json!({"action": "handle", "feedback": "已清理", "evidence": [photo]})
+        )
+        .await
+        .0,
+        403,
+        "another department's handler"
+    );
+    let (status, handled) = act(
+        &app,
+        &handler,
+        id,
+        json!({"action": "handle", "feedback": "已清理完毕", "evidence": [photo]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{handled}");
+    assert_eq!(
+        act(&app, &inspector, id, json!({"action": "check_pass"}))
+            .await
+            .0,
+        200
+    );
+    let (status, closed) = act(
+        &app,
+        &shift_lead,
+        id,
+        json!({"action": "close", "closure": "normal"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{closed}");
+    assert_eq!(closed["state"], "closed");
+
+    let (status, detail) = app.get_json(&format!("/api/v1/cases/{id}")).await;
+    assert_eq!(status, 200);
+    let actions: Vec<&str> = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "report",
+            "accept",
+            "register",
+            "dispatch",
+            "handle",
+            "check_pass",
+            "close"
+        ]
+    );
+    assert_eq!(detail["timeline"][1]["note"], "来电核实");
+    assert_eq!(detail["category"]["department"], "sanitation");
+
+    let audit = app
+        .anonymous
+        .get(format!("{}/api/v1/cases/{id}/audit", app.base))
+        .bearer_auth(&supervisor.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(audit.status(), 200);
+    let audit: Value = audit.json().await.unwrap();
+    assert_eq!(audit["verdict"]["ok"], true);
+    assert_eq!(audit["verdict"]["records"], 7);
+    let denied = app
+        .anonymous
+        .get(format!("{}/api/v1/cases/{id}/audit", app.base))
+        .bearer_auth(&operator.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+
+    let (_, closed_list) = app
+        .get_json("/api/v1/cases?state=closed&department=sanitation")
+        .await;
+    assert_eq!(closed_list["items"].as_array().unwrap().len(), 1);
+    let (_, open_list) = app.get_json("/api/v1/cases?state=reported").await;
+    assert!(open_list["items"].as_array().unwrap().is_empty());
+    assert_eq!(app.get_json("/api/v1/cases?state=sleeping").await.0, 422);
+    assert_eq!(app.get_json("/api/v1/cases/999999").await.0, 404);
+}
+
+#[tokio::test]
+async fn reports_are_checked_and_inspectors_report_from_patrol() {
+    let app = spawn_app().await;
+    let inspector = actor(&app, "insp2", Role::Inspector, None).await;
+    let dispatcher = actor(&app, "disp2", Role::Dispatcher, None).await;
+    let good =
+        json!({"category": "E0401", "description": "占道经营", "lon": 116.4105, "lat": 39.9120});
+    let (status, case) = post(&app, &inspector, "/api/v1/cases", good.clone()).await;
+    assert_eq!(status, 201);
+    assert_eq!(case["source"], "inspector");
+    assert_eq!(case["reporter"], "insp2");
+    assert_eq!(
+        post(&app, &dispatcher, "/api/v1/cases", good).await.0,
+        403,
+        "dispatchers do not file reports"
+    );
+    for bad in [
+        json!({"category": "E9999", "description": "x", "lon": 116.41, "lat": 39.91}),
+        json!({"category": "E0401", "description": " ", "lon": 116.41, "lat": 39.91}),
+        json!({"category": "E0401", "description": "x", "lon": 216.41, "lat": 39.91}),
+        json!({"category": "E0401", "description": "x"}),
+    ] {
+        assert_eq!(
+            post(&app, &inspector, "/api/v1/cases", bad.clone()).await.0,
+            422,
+            "{bad}"
+        );
+    }
+    let (_, list) = app.get_json("/api/v1/cases").await;
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        1,
+        "refused reports filed nothing"
+    );
+}
