@@ -14,5 +14,6 @@ mod mosquitto;
 mod mqtt_to_ws;
 mod replay;
 mod restart;
+mod sensor_cases;
 mod slow_client;
 mod tidy;

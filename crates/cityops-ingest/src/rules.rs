@@ -65,6 +65,22 @@ pub struct RuleConfig {
     pub min_duration_secs: u64,
     /// Category code of the incident (`E0503`, …), from the catalogue.
     pub category: String,
+    /// What an incident of this rule does in the case workflow.
+    #[serde(default)]
+    pub case: CaseFiling,
+}
+
+/// How a rule's incidents become cases.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseFiling {
+    /// A reported case waits in the operator's queue (受理).
+    #[default]
+    Queue,
+    /// Emergencies: the case is registered automatically and waits for dispatch.
+    Register,
+    /// Incidents only; no case.
+    None,
 }
 
 /// Why a rule in the configuration is unusable.

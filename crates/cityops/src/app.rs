@@ -53,6 +53,7 @@ pub struct App {
     http: JoinHandle<std::io::Result<()>>,
     event_log: JoinHandle<()>,
     sim: Option<JoinHandle<anyhow::Result<cityops_sim::SimStats>>>,
+    case_filer: JoinHandle<()>,
 }
 
 /// Checks the rules against the catalogue.
@@ -203,10 +204,28 @@ impl App {
         );
         // Shared by the API (after each case write) and the outbox relay (which waits on it).
         let outbox_nudge = Arc::new(tokio::sync::Notify::new());
+        let catalogue = Arc::new(catalogue);
+        let calendar = Arc::new(calendar);
+        let case_filer = tokio::spawn(
+            crate::case_filer::CaseFiler {
+                store: store.clone(),
+                bus: bus.clone(),
+                catalogue: catalogue.clone(),
+                calendar: calendar.clone(),
+                warning_share: settings.sla.warning_share,
+                filing: settings
+                    .rules
+                    .iter()
+                    .map(|r| (r.id.clone(), r.case))
+                    .collect(),
+                outbox_nudge: outbox_nudge.clone(),
+            }
+            .run(),
+        );
         let state = AppState {
             outbox_nudge: outbox_nudge.clone(),
-            catalogue: Arc::new(catalogue),
-            calendar: Arc::new(calendar),
+            catalogue,
+            calendar,
             sla_warning_share: settings.sla.warning_share,
             auth,
             bus: bus.clone(),
@@ -267,6 +286,7 @@ impl App {
             http,
             event_log,
             sim,
+            case_filer,
         })
     }
 
@@ -295,6 +315,8 @@ impl App {
         }
         tracing::debug!("HTTP server stopped");
         self.bus.close();
+        // The filer drains what the bus still holds (filing cases) before the store closes.
+        self.case_filer.await.context("case filer task failed")?;
         self.event_log.await.context("event log task failed")?;
         tracing::debug!("event log written");
         self.store.close().await;

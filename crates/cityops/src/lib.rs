@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod case_filer;
 pub mod broker;
 pub mod cli;
 pub mod event_log;

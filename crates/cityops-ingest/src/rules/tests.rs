@@ -15,6 +15,7 @@ fn rule(op: Op, threshold: Value, clear: Option<f64>, min_duration_secs: u64) ->
             clear,
             min_duration_secs,
             category: "E0503".into(),
+            case: CaseFiling::Queue,
         },
         &Catalogue::builtin(),
     )
@@ -169,6 +170,7 @@ fn bad_rules_are_refused_with_a_reason() {
         clear: Some(10.0),
         min_duration_secs: 0,
         category: "E0503".into(),
+        case: CaseFiling::Queue,
     };
     assert!(Rule::new(base.clone(), &catalogue).is_ok());
     let unknown = RuleConfig {

@@ -84,6 +84,7 @@ mod clocks;
 mod outbox;
 mod query;
 mod rows;
+mod sensor;
 
 #[cfg(test)]
 mod tests;
@@ -110,6 +111,7 @@ pub use outbox::{
     CASE_CREATED, CASE_SLA_OVERDUE, CASE_SLA_WARNING, NewOutboxEvent, OutboxEvent, event_type_for,
 };
 pub use query::{CaseCursor, CasePage, CaseQuery, CaseSort, MAX_PAGE};
+pub use sensor::SensorEvidence;
 
 /// Case ids are positive integers, unique in one store.
 pub type CaseId = i64;
