@@ -99,8 +99,10 @@ pub struct BusStats {
 /// Which events a subscriber wants.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    /// `None` = every type.
+    /// `None` = every type. Names as on the wire (`case.dispatched`, not the metric label `case`).
     types: Option<HashSet<&'static str>>,
+    /// Prefix forms (`case.*` kept as `case.`): a type passes when it starts with one of them.
+    prefixes: Vec<&'static str>,
 }
 
 impl Filter {
@@ -108,39 +110,58 @@ impl Filter {
         Self::default()
     }
 
-    /// Only these types. Names are checked: an unknown name is an error naming it and the known ones.
+    /// Only these types: exact names (`case.dispatched`) or a prefix form ending in `.*` (`case.*`).
+    /// Names are checked: an unknown name, or a prefix no known type has, is an error naming it and the
+    /// known ones.
     pub fn types<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
         let mut types = HashSet::new();
+        let mut prefixes = Vec::new();
+        let unknown = |name: &str| {
+            let known: Vec<_> = EventType::filter_names().collect();
+            format!(
+                "unknown event type {name:?}; known types: {} (or a prefix form such as case.*)",
+                known.join(", ")
+            )
+        };
         for name in names {
             let name = name.trim();
             if name.is_empty() {
                 continue;
             }
-            match EventType::ALL.iter().find(|t| t.as_str() == name) {
-                Some(t) => {
-                    types.insert(t.as_str());
+            if let Some(stem) = name.strip_suffix('*') {
+                // The prefix must end at a dot, so `case.*` works and `ca*` is not a silent catch-all.
+                let prefix = EventType::filter_names()
+                    .find(|known| stem.ends_with('.') && known.starts_with(stem))
+                    .map(|known| &known[..stem.len()])
+                    .ok_or_else(|| unknown(name))?;
+                if !prefixes.contains(&prefix) {
+                    prefixes.push(prefix);
                 }
-                None => {
-                    let known: Vec<_> = EventType::ALL.iter().map(|t| t.as_str()).collect();
-                    return Err(format!(
-                        "unknown event type {name:?}; known types: {}",
-                        known.join(", ")
-                    ));
+                continue;
+            }
+            match EventType::filter_names().find(|known| *known == name) {
+                Some(known) => {
+                    types.insert(known);
                 }
+                None => return Err(unknown(name)),
             }
         }
+        let none = types.is_empty() && prefixes.is_empty();
         Ok(Self {
-            types: if types.is_empty() { None } else { Some(types) },
+            types: if none { None } else { Some(types) },
+            prefixes,
         })
     }
 
     pub fn matches(&self, event: &BusEvent) -> bool {
-        self.matches_type(event.event_type().as_str())
+        self.matches_type(event.data.type_name())
     }
 
     /// Whether events of this type name pass (for events read back from the store's log).
     pub fn matches_type(&self, event_type: &str) -> bool {
-        self.types.as_ref().is_none_or(|t| t.contains(event_type))
+        self.types.as_ref().is_none_or(|t| {
+            t.contains(event_type) || self.prefixes.iter().any(|p| event_type.starts_with(p))
+        })
     }
 }
 

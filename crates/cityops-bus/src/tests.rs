@@ -203,3 +203,38 @@ async fn a_full_log_queue_is_counted() {
     }
     assert_eq!(bus.stats().log_overflow.get(), 2);
 }
+
+fn case_event(name: &str, outbox_id: i64) -> EventData {
+    EventData::Case(cityops_core::CaseEvent {
+        event_type: name.to_string(),
+        outbox_id,
+        payload: serde_json::json!({"case_id": 1}),
+    })
+}
+
+#[tokio::test]
+async fn case_events_filter_by_name_or_prefix_and_count_under_one_label() {
+    let bus = Bus::new(BusConfig::default());
+    let mut exact = bus.subscribe(Filter::types(["case.dispatched"]).unwrap());
+    let mut prefix = bus.subscribe(Filter::types(["case.*"]).unwrap());
+    bus.publish(reading_event(0));
+    bus.publish(case_event("case.created", 1));
+    bus.publish(case_event("case.dispatched", 2));
+    assert_eq!(next_seq(&mut exact).await, 3);
+    assert_eq!(next_seq(&mut prefix).await, 2);
+    assert_eq!(next_seq(&mut prefix).await, 3);
+    assert_eq!(bus.stats().published[EventType::Case as usize].get(), 2);
+    let filter = Filter::types(["case.*", "reading"]).unwrap();
+    assert!(filter.matches_type("case.sla_overdue"));
+    assert!(filter.matches_type("reading"));
+    assert!(!filter.matches_type("incident.opened"));
+    let err = Filter::types(["case.bogus"]).unwrap_err();
+    assert!(
+        err.contains("case.sla_warning") && err.contains("case.*"),
+        "{err}"
+    );
+    assert!(Filter::types(["cas*"]).is_err());
+    assert!(Filter::types(["nothing.*"]).is_err());
+    // The metric label is not a filter name.
+    assert!(Filter::types(["case"]).is_err());
+}

@@ -19,7 +19,7 @@ pub mod telemetry;
 
 pub use category::{Catalogue, Category, CategoryClass};
 pub use device::{Device, DeviceId, DeviceKind};
-pub use event::{BusEvent, EventData, EventType};
+pub use event::{BusEvent, CaseEvent, EventData, EventType};
 pub use geo::{GeoPoint, GridPlace};
 pub use incident::{Incident, IncidentId, IncidentState};
 pub use reading::{Reading, Value};

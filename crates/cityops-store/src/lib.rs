@@ -122,6 +122,8 @@ pub struct EventRow<'a> {
     pub event_type: &'a str,
     pub time: UnixMillis,
     pub json: &'a str,
+    /// The outbox id of a relayed case event: unique in the log, so a second copy is skipped.
+    pub outbox_id: Option<i64>,
 }
 
 /// The store handle: cheap to clone. Write transactions start with `BEGIN IMMEDIATE`, so two writers
@@ -369,20 +371,23 @@ impl Store {
 
     // ---- the event log ----
 
-    /// Appends events to the log (idempotent: an event already there is left alone).
+    /// Appends events to the log (idempotent: an event already there, by sequence number or by outbox
+    /// id, is left alone).
     pub async fn append_events(&self, events: &[EventRow<'_>]) -> anyhow::Result<()> {
         if events.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for chunk in events.chunks(500) {
-            let mut qb: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT OR IGNORE INTO events (seq, type, time, json) ");
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT OR IGNORE INTO events (seq, type, time, json, outbox_id) ",
+            );
             qb.push_values(chunk, |mut b, e| {
                 b.push_bind(e.seq as i64)
                     .push_bind(e.event_type)
                     .push_bind(e.time)
-                    .push_bind(e.json);
+                    .push_bind(e.json)
+                    .push_bind(e.outbox_id);
             });
             qb.build().execute(&mut *tx).await?;
         }
@@ -390,6 +395,25 @@ impl Store {
             .await
             .context("Failed to commit events to the log")?;
         Ok(())
+    }
+
+    /// Which of these outbox ids the event log already holds (the relay's proof that an event is durable
+    /// before it marks it published, and its recovery after a crash).
+    pub async fn logged_outbox_ids(&self, ids: &[i64]) -> anyhow::Result<Vec<i64>> {
+        let mut logged = Vec::new();
+        // Chunks keep each statement far below the database's parameter limit.
+        for chunk in ids.chunks(500) {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new("SELECT outbox_id FROM events WHERE outbox_id IN (");
+            let mut list = qb.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            qb.push(") ORDER BY outbox_id");
+            let rows: Vec<i64> = qb.build_query_scalar().fetch_all(&self.pool).await?;
+            logged.extend(rows);
+        }
+        Ok(logged)
     }
 
     /// Up to `limit` logged events with a sequence number above `after`, in order.

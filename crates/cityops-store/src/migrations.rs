@@ -25,6 +25,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "users",
         include_str!("../migrations/sqlite/0004_users.sql"),
     ),
+    (
+        5,
+        "event_outbox",
+        include_str!("../migrations/sqlite/0005_event_outbox.sql"),
+    ),
 ];
 
 /// The migrator for SQLite.

@@ -260,6 +260,7 @@ async fn event_log_appends_idempotently_and_replays_in_order() {
             event_type: "reading",
             time: seq as i64,
             json: "{}",
+            outbox_id: None,
         })
         .collect();
     store.append_events(&rows).await.unwrap();
@@ -296,4 +297,38 @@ async fn postgres_urls_get_a_clear_error() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("sqlite://"), "{err}");
+}
+
+#[tokio::test]
+async fn event_log_skips_a_second_copy_of_an_outbox_event() {
+    let store = memory_store().await;
+    let row = |seq, outbox_id| EventRow {
+        seq,
+        event_type: "case.created",
+        time: 1,
+        json: "{}",
+        outbox_id,
+    };
+    store
+        .append_events(&[row(1, Some(7)), row(2, None), row(3, None)])
+        .await
+        .unwrap();
+    // The relay published outbox event 7 again after a crash: a new seq, the same outbox id.
+    store
+        .append_events(&[row(4, Some(7)), row(5, Some(8))])
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = store
+        .events_after(0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3, 5]);
+    assert_eq!(
+        store.logged_outbox_ids(&[6, 7, 8, 9]).await.unwrap(),
+        vec![7, 8]
+    );
+    assert!(store.logged_outbox_ids(&[]).await.unwrap().is_empty());
 }

@@ -54,6 +54,14 @@ pub struct App {
     event_log: JoinHandle<()>,
     sim: Option<JoinHandle<anyhow::Result<cityops_sim::SimStats>>>,
     case_filer: JoinHandle<()>,
+    /// Nudges the outbox relay after a case write (the API holds a clone).
+    pub outbox_nudge: Arc<tokio::sync::Notify>,
+    /// The SLA scheduler and the outbox relay stop on their own signals, after HTTP has closed and
+    /// before the bus does, so every committed case event is still relayed.
+    sla_stop: watch::Sender<bool>,
+    sla_scheduler: JoinHandle<()>,
+    relay_stop: watch::Sender<bool>,
+    outbox_relay: JoinHandle<()>,
 }
 
 /// Checks the rules against the catalogue.
@@ -204,6 +212,22 @@ impl App {
         );
         // Shared by the API (after each case write) and the outbox relay (which waits on it).
         let outbox_nudge = Arc::new(tokio::sync::Notify::new());
+        let (relay_stop, relay_stop_rx) = watch::channel(false);
+        let outbox_relay = tokio::spawn(crate::outbox_relay::run(
+            store.clone(),
+            bus.clone(),
+            outbox_nudge.clone(),
+            relay_stop_rx,
+            crate::outbox_relay::RelayConfig::default(),
+        ));
+        let (sla_stop, sla_stop_rx) = watch::channel(false);
+        let sla_scheduler = tokio::spawn(crate::sla_scheduler::run(
+            store.clone(),
+            outbox_nudge.clone(),
+            crate::sla_scheduler::system_clock(),
+            crate::sla_scheduler::DEFAULT_INTERVAL,
+            sla_stop_rx,
+        ));
         let catalogue = Arc::new(catalogue);
         let calendar = Arc::new(calendar);
         let case_filer = tokio::spawn(
@@ -287,6 +311,11 @@ impl App {
             event_log,
             sim,
             case_filer,
+            outbox_nudge,
+            sla_stop,
+            sla_scheduler,
+            relay_stop,
+            outbox_relay,
         })
     }
 
@@ -314,6 +343,16 @@ impl App {
             Err(_) => tracing::warn!("HTTP connections did not close within 15 s"),
         }
         tracing::debug!("HTTP server stopped");
+        // The scheduler first (it adds outbox events), then the relay's last pass, while the bus is open.
+        self.sla_stop.send_replace(true);
+        self.sla_scheduler
+            .await
+            .context("SLA scheduler task failed")?;
+        self.relay_stop.send_replace(true);
+        self.outbox_relay
+            .await
+            .context("outbox relay task failed")?;
+        tracing::debug!("outbox relayed");
         self.bus.close();
         // The filer drains what the bus still holds (filing cases) before the store closes.
         self.case_filer.await.context("case filer task failed")?;

@@ -44,6 +44,11 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// The case audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// The unit grid (万米单元网格).
     Grid {
         #[command(subcommand)]
@@ -129,6 +134,15 @@ pub enum GridCommand {
         /// Output file (standard output when absent).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every case's hash-chained audit trail; prints each case that fails and exits with 1 then.
+    Verify {
+        #[command(flatten)]
+        common: CommonArgs,
     },
 }
 

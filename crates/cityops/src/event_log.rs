@@ -42,18 +42,15 @@ pub async fn run(
                 );
             }
         }
-        let types: Vec<&'static str> = batch
-            .iter()
-            .map(|e| e.event.event_type().as_str())
-            .collect();
+        // The wire name (`case.dispatched`, not the metric label), so replay filters match it.
         let rows: Vec<EventRow> = batch
             .iter()
-            .zip(&types)
-            .map(|(e, t)| EventRow {
+            .map(|e| EventRow {
                 seq: e.seq(),
-                event_type: t,
+                event_type: e.event.data.type_name(),
                 time: e.event.time.timestamp_millis(),
                 json: &e.json,
+                outbox_id: e.event.data.outbox_id(),
             })
             .collect();
         // Retry until it is written: the ring keeps the events meanwhile, and losing the log silently is worse.

@@ -2,11 +2,16 @@
 //! starts and stops the platform. `main.rs` only parses the command line and calls into here.
 
 pub mod app;
+pub mod audit_cli;
 pub mod bench;
-pub mod case_filer;
 pub mod broker;
+pub mod case_filer;
+#[cfg(test)]
+mod case_fixtures;
 pub mod cli;
 pub mod event_log;
 pub mod grid_cli;
+pub mod outbox_relay;
 pub mod settings;
+pub mod sla_scheduler;
 pub mod users;

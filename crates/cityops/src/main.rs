@@ -1,7 +1,7 @@
 //! The `cityops` binary: parse the command line, load settings, run until Ctrl-C or SIGTERM, stop cleanly.
 
 use cityops::app::{App, Mode, StartOptions};
-use cityops::cli::{Cli, Command, UserCommand};
+use cityops::cli::{AuditCommand, Cli, Command, UserCommand};
 use cityops::settings::Settings;
 use clap::Parser;
 
@@ -32,6 +32,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { common, no_sim, .. } => (common, Mode::Demo { simulator: !no_sim }),
         Command::Serve { common } => (common, Mode::Serve),
         Command::Grid { command } => return cityops::grid_cli::run(command),
+        Command::Audit {
+            command: AuditCommand::Verify { common },
+        } => {
+            let settings = Settings::load(common.config.as_deref(), &common.overrides())?;
+            return run_audit_verify(&settings).await;
+        }
         Command::User { common, command } => {
             let settings = Settings::load(common.config.as_deref(), &common.overrides())?;
             return run_user(&settings, command).await;
@@ -113,6 +119,31 @@ async fn run_user(settings: &Settings, command: &UserCommand) -> anyhow::Result<
     };
     store.close().await;
     result
+}
+
+async fn run_audit_verify(settings: &Settings) -> anyhow::Result<()> {
+    // Only an existing database is checked: opening would create an empty one at a mistyped path.
+    let url = settings.database_url();
+    if let Some(path) = url.strip_prefix("sqlite://")
+        && !path.contains(":memory:")
+    {
+        let path = path.split('?').next().unwrap_or(path);
+        anyhow::ensure!(
+            std::path::Path::new(path).exists(),
+            "no database at {path}; give --data-dir or --database-url"
+        );
+    }
+    let store = cityops_store::Store::open(&url).await?;
+    let result = cityops::audit_cli::verify(&store, &mut std::io::stdout().lock()).await;
+    store.close().await;
+    let summary = result?;
+    // The failing cases are printed above; the error line gives exit code 1.
+    anyhow::ensure!(
+        summary.failed == 0,
+        "{} case(s) failed audit verification",
+        summary.failed
+    );
+    Ok(())
 }
 
 fn init_tracing(default_filter: &str) {
