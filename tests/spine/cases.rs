@@ -133,7 +133,20 @@ async fn a_case_goes_through_the_whole_workflow_and_its_record_verifies() {
     assert_eq!(status, 200, "{dispatched}");
     assert_eq!(dispatched["department"], "sanitation");
     assert_eq!(dispatched["clock"]["stage"], "handling");
-    let photo = "a".repeat(64);
+    let never_uploaded = "a".repeat(64);
+    assert_eq!(
+        act(
+            &app,
+            &handler,
+            id,
+            json!({"action": "handle", "feedback": "已清理", "evidence": [never_uploaded]})
+        )
+        .await
+        .0,
+        422,
+        "evidence must be an uploaded photo"
+    );
+    let photo = upload_photo(&app, &handler, &png(b"after cleaning")).await;
     assert_eq!(
         act(
             &app,
@@ -221,6 +234,95 @@ async fn a_case_goes_through_the_whole_workflow_and_its_record_verifies() {
     assert!(open_list["items"].as_array().unwrap().is_empty());
     assert_eq!(app.get_json("/api/v1/cases?state=sleeping").await.0, 422);
     assert_eq!(app.get_json("/api/v1/cases/999999").await.0, 404);
+}
+
+/// A tiny body that passes as a PNG: the signature, then anything.
+pub fn png(content: &[u8]) -> Vec<u8> {
+    let mut bytes = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+    bytes.extend_from_slice(content);
+    bytes
+}
+
+/// Uploads a photo and returns its SHA-256.
+async fn upload_photo(app: &TestApp, who: &Actor, bytes: &[u8]) -> String {
+    let response = app
+        .anonymous
+        .post(format!("{}/api/v1/photos", app.base))
+        .bearer_auth(&who.token)
+        .header("content-type", "image/png")
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "upload: {}",
+        response.status()
+    );
+    let body: Value = response.json().await.unwrap();
+    body["sha256"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn photos_are_stored_by_content_hash_and_checked() {
+    let app = spawn_app().await;
+    let inspector = actor(&app, "insp3", Role::Inspector, None).await;
+    let upload = |content_type: &'static str, body: Vec<u8>| {
+        app.anonymous
+            .post(format!("{}/api/v1/photos", app.base))
+            .bearer_auth(&inspector.token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let first = upload("image/png", png(b"manhole")).await.unwrap();
+    assert_eq!(first.status(), 201);
+    let body: Value = first.json().await.unwrap();
+    let sha256 = body["sha256"].as_str().unwrap().to_string();
+    assert_eq!(sha256.len(), 64);
+    assert_eq!(
+        upload("image/png", png(b"manhole")).await.unwrap().status(),
+        200,
+        "the same photo again"
+    );
+    assert_eq!(
+        upload("image/gif", b"GIF89a".to_vec())
+            .await
+            .unwrap()
+            .status(),
+        422
+    );
+    assert_eq!(
+        upload("image/jpeg", png(b"not a jpeg"))
+            .await
+            .unwrap()
+            .status(),
+        422
+    );
+    assert_eq!(upload("image/png", Vec::new()).await.unwrap().status(), 422);
+    assert_eq!(
+        upload("image/png", png(&vec![0; 11 * 1024 * 1024]))
+            .await
+            .unwrap()
+            .status(),
+        413
+    );
+    let fetched = app
+        .http
+        .get(format!("{}/api/v1/photos/{sha256}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fetched.status(), 200);
+    assert_eq!(fetched.headers()["content-type"], "image/png");
+    assert_eq!(fetched.bytes().await.unwrap().to_vec(), png(b"manhole"));
+    assert_eq!(
+        app.get_json(&format!("/api/v1/photos/{}", "0".repeat(64)))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(app.get_json("/api/v1/photos/xyz").await.0, 422);
 }
 
 #[tokio::test]

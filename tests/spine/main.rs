@@ -6,6 +6,7 @@ mod helpers;
 mod auth;
 mod bad_input;
 mod bench_smoke;
+mod case_e2e;
 mod cases;
 mod devices_api;
 mod grid;

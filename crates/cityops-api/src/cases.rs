@@ -266,6 +266,15 @@ pub(crate) async fn act(
     let id = case_id(&id)?;
     let Json(request) =
         body.map_err(|e| ApiError::Invalid(format!("action: {}", e.body_text())))?;
+    if let Action::Handle { evidence, .. } = &request.action
+        && let Some(missing) = evidence
+            .iter()
+            .find(|sha256| !crate::photos::exists(&state.photos_dir, sha256))
+    {
+        return Err(ApiError::Invalid(format!(
+            "evidence {missing} is not an uploaded photo; POST it to /api/v1/photos first"
+        )));
+    }
     let case = state.store.case(id).await?;
     let claims = &auth.0;
     let context = case

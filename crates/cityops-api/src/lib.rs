@@ -8,6 +8,7 @@ mod cases;
 mod error;
 pub mod layers;
 mod pages;
+pub mod photos;
 mod rest;
 mod ws;
 
@@ -66,6 +67,8 @@ pub struct AppState {
     pub sla_warning_share: f64,
     /// Wakes the outbox relay after a write, so case events go out without waiting for its next poll.
     pub outbox_nudge: Arc<tokio::sync::Notify>,
+    /// Where photos are stored by content hash.
+    pub photos_dir: std::path::PathBuf,
 }
 
 /// Counters of the HTTP side.
@@ -101,6 +104,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/incidents", get(rest::list_incidents))
         .route("/api/v1/categories", get(rest::list_categories))
+        .route(
+            "/api/v1/photos",
+            axum::routing::post(photos::upload).layer(axum::extract::DefaultBodyLimit::max(
+                photos::MAX_PHOTO_BYTES + 1024,
+            )),
+        )
+        .route("/api/v1/photos/:sha256", get(photos::download))
         .route("/api/v1/cases", get(cases::list).post(cases::report))
         .route("/api/v1/cases/:id", get(cases::detail))
         .route("/api/v1/cases/:id/audit", get(cases::audit))
