@@ -5,7 +5,9 @@
 
 pub mod auth;
 mod cases;
+mod docs;
 mod error;
+mod inspectors;
 pub mod layers;
 mod pages;
 pub mod photos;
@@ -69,6 +71,8 @@ pub struct AppState {
     pub outbox_nudge: Arc<tokio::sync::Notify>,
     /// Where photos are stored by content hash.
     pub photos_dir: std::path::PathBuf,
+    /// Inspectors' positions and statuses.
+    pub inspectors: Arc<cityops_ingest::inspectors::InspectorTracker>,
 }
 
 /// Counters of the HTTP side.
@@ -90,6 +94,8 @@ pub fn router(state: AppState) -> Router {
         .route("/static/*path", get(pages::asset))
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
+        .route("/api/openapi.json", get(docs::openapi))
+        .route("/api/docs", get(docs::page))
         .route("/ws", get(ws::handler))
         .route("/api/v1/auth/login", axum::routing::post(auth::login))
         .route("/api/v1/auth/logout", axum::routing::post(auth::logout))
@@ -111,6 +117,19 @@ pub fn router(state: AppState) -> Router {
             )),
         )
         .route("/api/v1/photos/:sha256", get(photos::download))
+        .route("/api/v1/inspectors", get(inspectors::list))
+        .route(
+            "/api/v1/inspectors/me/location",
+            axum::routing::post(inspectors::location),
+        )
+        .route(
+            "/api/v1/inspectors/me/status",
+            axum::routing::put(inspectors::status),
+        )
+        .route(
+            "/api/v1/cases/:id/nearest-inspectors",
+            get(inspectors::nearest),
+        )
         .route("/api/v1/cases", get(cases::list).post(cases::report))
         .route("/api/v1/cases/:id", get(cases::detail))
         .route("/api/v1/cases/:id/audit", get(cases::audit))
@@ -148,6 +167,7 @@ async fn metrics(
     let mut w = PromWriter::new();
     state.ingest_stats.render(&mut w);
     state.bus.render_metrics(&mut w);
+    state.inspectors.render_metrics(&mut w);
     let s = &state.api_stats;
     w.single(
         "cityops_ws_clients",

@@ -7,6 +7,7 @@
 
 pub mod adapter;
 pub mod config;
+pub mod inspectors;
 pub mod pipeline;
 pub mod registry;
 pub mod rules;

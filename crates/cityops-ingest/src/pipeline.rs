@@ -83,6 +83,8 @@ const FIXED_HASH: std::hash::BuildHasherDefault<std::collections::hash_map::Defa
 pub struct Ingest {
     pub registry: Arc<Registry>,
     pub stats: Arc<IngestStats>,
+    /// Inspectors' positions and statuses, fed by `city/v1/inspectors/{id}/location` and the API.
+    pub inspectors: Arc<crate::inspectors::InspectorTracker>,
     ready: watch::Receiver<bool>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
@@ -193,17 +195,21 @@ pub async fn start(
     }
 
     let (ready_tx, ready) = watch::channel(false);
+    // A position older than 10 minutes no longer counts for dispatch.
+    let inspectors = Arc::new(crate::inspectors::InspectorTracker::new(10 * 60 * 1000));
     let source = MqttSource {
         config: config.clone(),
         mqtt,
         shards: shard_senders,
         stats: stats.clone(),
+        inspectors: inspectors.clone(),
         ready: ready_tx,
     };
     tasks.push(("mqtt", tokio::spawn(source.run(shutdown))));
     Ok(Ingest {
         registry,
         stats,
+        inspectors,
         ready,
         tasks,
     })
@@ -216,6 +222,7 @@ struct MqttSource {
     mqtt: MqttEndpoint,
     shards: Vec<mpsc::Sender<ShardMsg>>,
     stats: Arc<IngestStats>,
+    inspectors: Arc<crate::inspectors::InspectorTracker>,
     ready: watch::Sender<bool>,
 }
 
@@ -316,6 +323,17 @@ impl MqttSource {
     /// Checks topic and size and hands the message to its shard. Returns false when the shards are gone.
     async fn dispatch(&self, topic: &str, body: Bytes, reject_log: &mut RejectLog) -> bool {
         self.stats.messages_received.inc();
+        if let Some(inspector) = crate::inspectors::inspector_of_topic(topic) {
+            let now = Utc::now().timestamp_millis();
+            match serde_json::from_slice::<crate::inspectors::LocationBody>(&body) {
+                Ok(location) => {
+                    // A rejected fix is counted by the tracker (by reason); it is not an ingest error.
+                    let _ = self.inspectors.fix(inspector, &location, now);
+                }
+                Err(_) => self.inspectors.malformed(),
+            }
+            return true;
+        }
         let device = match adapter::parse_topic(topic) {
             Ok(device) => device,
             Err(reject) => {

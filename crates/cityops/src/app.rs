@@ -247,6 +247,7 @@ impl App {
             .run(),
         );
         let state = AppState {
+            inspectors: ingest.inspectors.clone(),
             photos_dir: settings.data_dir.join("photos"),
             outbox_nudge: outbox_nudge.clone(),
             catalogue,

@@ -1,0 +1,201 @@
+//! Inspectors on the board: positions over HTTP and MQTT through the jump filter, statuses, and the
+//! nearest free inspectors of a case.
+
+use std::time::Duration;
+
+use cityops_auth::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn send(
+    app: &TestApp,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> (u16, Value) {
+    let response = app
+        .anonymous
+        .request(method, format!("{}{path}", app.base))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_nearest_free_inspectors_of_a_case_come_first_and_jumps_are_not_applied() {
+    let app = spawn_app().await;
+    let near = login_as_new_user(app.app(), &app.base, "insp.near", Role::Inspector, None).await;
+    let far = login_as_new_user(app.app(), &app.base, "insp.far", Role::Inspector, None).await;
+    let resting = login_as_new_user(app.app(), &app.base, "insp.rest", Role::Inspector, None).await;
+    let operator = login_as_new_user(app.app(), &app.base, "insp.op", Role::Operator, None).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let post = reqwest::Method::POST;
+    let put = reqwest::Method::PUT;
+
+    // Positions over HTTP (the phone page), a few hundred metres and a few kilometres from the case.
+    for (token, lon, lat) in [
+        (&near, 116.4120, 39.9125),
+        (&far, 116.4300, 39.9400),
+        (&resting, 116.4106, 39.9121),
+    ] {
+        let (status, body) = send(
+            &app,
+            token,
+            post.clone(),
+            "/api/v1/inspectors/me/location",
+            json!({"lon": lon, "lat": lat, "time": now - 5000}),
+        )
+        .await;
+        assert_eq!((status, body["accepted"].clone()), (200, json!(true)));
+    }
+    for (token, status) in [
+        (&near, "available"),
+        (&far, "available"),
+        (&resting, "off_duty"),
+    ] {
+        assert_eq!(
+            send(
+                &app,
+                token,
+                put.clone(),
+                "/api/v1/inspectors/me/status",
+                json!({"status": status})
+            )
+            .await
+            .0,
+            200
+        );
+    }
+    assert_eq!(
+        send(
+            &app,
+            &near,
+            put.clone(),
+            "/api/v1/inspectors/me/status",
+            json!({"status": "asleep"})
+        )
+        .await
+        .0,
+        422
+    );
+    assert_eq!(
+        send(
+            &app,
+            &operator,
+            post.clone(),
+            "/api/v1/inspectors/me/location",
+            json!({"lon": 116.41, "lat": 39.91})
+        )
+        .await
+        .0,
+        403
+    );
+
+    // An impossible jump (to Shanghai one second later) and an out-of-order fix are counted, not applied.
+    let (_, jump) = send(
+        &app,
+        &near,
+        post.clone(),
+        "/api/v1/inspectors/me/location",
+        json!({"lon": 121.47, "lat": 31.23, "time": now - 4000}),
+    )
+    .await;
+    assert_eq!(jump["accepted"], false);
+    assert_eq!(jump["rejection"]["reason"], "impossible_jump");
+    let (_, late) = send(
+        &app,
+        &near,
+        post.clone(),
+        "/api/v1/inspectors/me/location",
+        json!({"lon": 116.4121, "lat": 39.9125, "time": now - 60_000}),
+    )
+    .await;
+    assert_eq!(late["rejection"]["reason"], "out_of_order");
+    assert_eq!(
+        app.metric("cityops_inspector_fixes_rejected_total{reason=\"impossible_jump\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        app.metric("cityops_inspector_fixes_rejected_total{reason=\"out_of_order\"}")
+            .await,
+        1.0
+    );
+
+    // Over MQTT as well.
+    let publisher = app.publisher("t-inspector-phone").await;
+    publisher
+        .send(
+            "city/v1/inspectors/insp.mqtt/location",
+            br#"{"lon": 116.4150, "lat": 39.9150}"#.to_vec(),
+        )
+        .await;
+    publisher
+        .send(
+            "city/v1/inspectors/insp.mqtt/location",
+            b"not json".to_vec(),
+        )
+        .await;
+    app.wait_metric("cityops_inspector_fixes_accepted_total", 4.0)
+        .await;
+    app.wait_metric(
+        "cityops_inspector_fixes_rejected_total{reason=\"malformed\"}",
+        1.0,
+    )
+    .await;
+    let (_, board) = app.get_json("/api/v1/inspectors").await;
+    let ids: Vec<&str> = board["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["insp.far", "insp.mqtt", "insp.near", "insp.rest"]);
+    let near_entry = board["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == "insp.near")
+        .unwrap();
+    assert_eq!(near_entry["lon"], 116.4120, "the jump was not applied");
+
+    // A case at Wangfujing: the nearest available first; the off-duty one (closest of all) is not offered.
+    let (status, case) = send(
+        &app,
+        &operator,
+        post,
+        "/api/v1/cases",
+        json!({"category": "E0101", "description": "暴露垃圾", "lon": 116.4105, "lat": 39.9120}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let id = case["id"].as_i64().unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let (status, nearest) = app
+        .get_json(&format!("/api/v1/cases/{id}/nearest-inspectors?n=5"))
+        .await;
+    assert_eq!(status, 200, "{nearest}");
+    let items = nearest["items"].as_array().unwrap();
+    let order: Vec<&str> = items
+        .iter()
+        .map(|c| c["inspector"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        ["insp.near", "insp.far"],
+        "insp.mqtt has no status (off duty) and insp.rest is off duty"
+    );
+    assert!(items[0]["distance_m"].as_f64().unwrap() < items[1]["distance_m"].as_f64().unwrap());
+    assert_eq!(
+        app.get_json(&format!("/api/v1/cases/{id}/nearest-inspectors?n=0"))
+            .await
+            .0,
+        422
+    );
+}
