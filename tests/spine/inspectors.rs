@@ -199,3 +199,65 @@ async fn the_nearest_free_inspectors_of_a_case_come_first_and_jumps_are_not_appl
         422
     );
 }
+
+#[tokio::test]
+async fn positions_and_geofence_crossings_go_out_on_the_bus() {
+    let app = spawn_app().await;
+    let inspector =
+        login_as_new_user(app.app(), &app.base, "insp.patrol", Role::Inspector, None).await;
+    let mut ws = app.ws("?types=inspector.position,inspector.fence").await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let post = reqwest::Method::POST;
+    // Outside the Wangfujing key-project zone, then inside it for longer than the 60 s dwell.
+    let track = [
+        (116.4150, 39.9130, now - 300_000),
+        (116.4110, 39.9130, now - 200_000),
+        (116.4112, 39.9131, now - 120_000),
+    ];
+    for (lon, lat, time) in track {
+        let (_, body) = send(
+            &app,
+            &inspector,
+            post.clone(),
+            "/api/v1/inspectors/me/location",
+            json!({"lon": lon, "lat": lat, "time": time}),
+        )
+        .await;
+        assert_eq!(body["accepted"], true, "{body}");
+    }
+    let mut positions = 0;
+    let fence = loop {
+        let frame = ws.next().await;
+        match frame["type"].as_str() {
+            Some("inspector.position") => positions += 1,
+            Some("inspector.fence") => break frame,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(positions, 1, "positions are rate-limited per inspector");
+    assert_eq!(fence["data"]["fence"], "wfj-key");
+    assert_eq!(fence["data"]["kind"], "entered");
+    assert_eq!(
+        fence["data"]["at"],
+        now - 200_000,
+        "the crossing is dated by the first fix inside"
+    );
+    assert_eq!(
+        app.metric("cityops_inspector_fence_events_total").await,
+        1.0
+    );
+    assert_eq!(
+        send(
+            &app,
+            &inspector,
+            reqwest::Method::PUT,
+            "/api/v1/inspectors/me/status",
+            json!({"status": "on_scene"})
+        )
+        .await
+        .0,
+        200
+    );
+    let status = ws.next_of("inspector.position").await;
+    assert_eq!(status["data"]["status"], "on_scene");
+}

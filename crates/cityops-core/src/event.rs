@@ -29,10 +29,42 @@ pub enum EventData {
     /// without the bus carrying every message.
     #[serde(rename = "reading")]
     Reading(ReadingSample),
+    /// An inspector's accepted position or new status (positions at a bounded rate per inspector).
+    #[serde(rename = "inspector.position")]
+    InspectorPosition(InspectorPosition),
+    /// An inspector entered or left a geofence (confirmed by the minimum dwell).
+    #[serde(rename = "inspector.fence")]
+    InspectorFence(InspectorFence),
     /// A case event relayed from the store's outbox. Its wire `type` is its own name, which the derived
     /// adjacently tagged form cannot express, so [`BusEvent`] serialises it by hand.
     #[serde(skip)]
     Case(CaseEvent),
+}
+
+/// Payload of `inspector.position`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InspectorPosition {
+    pub inspector: String,
+    /// available, en_route, on_scene, returning, off_duty.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub lon: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub lat: Option<f64>,
+    /// Time of the fix (Unix ms), when there is a position.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub time: Option<crate::UnixMillis>,
+}
+
+/// Payload of `inspector.fence`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InspectorFence {
+    pub inspector: String,
+    pub fence: String,
+    /// `entered` or `exited`.
+    pub kind: String,
+    /// The first fix on the new side (Unix ms).
+    pub at: crate::UnixMillis,
 }
 
 /// A case event as the outbox committed it (`case.created`, `case.dispatched`, `case.sla_warning`, …).
@@ -97,16 +129,20 @@ pub enum EventType {
     IncidentCleared,
     DeviceRegistered,
     Reading,
+    InspectorPosition,
+    InspectorFence,
     /// Every `case.*` event: one metric label, while filters use the events' own names.
     Case,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 5] = [
+    pub const ALL: [EventType; 7] = [
         EventType::IncidentOpened,
         EventType::IncidentCleared,
         EventType::DeviceRegistered,
         EventType::Reading,
+        EventType::InspectorPosition,
+        EventType::InspectorFence,
         EventType::Case,
     ];
 
@@ -125,6 +161,8 @@ impl EventType {
             EventType::IncidentCleared => "incident.cleared",
             EventType::DeviceRegistered => "device.registered",
             EventType::Reading => "reading",
+            EventType::InspectorPosition => "inspector.position",
+            EventType::InspectorFence => "inspector.fence",
             EventType::Case => "case",
         }
     }
@@ -137,6 +175,8 @@ impl EventData {
             EventData::IncidentCleared(_) => EventType::IncidentCleared,
             EventData::DeviceRegistered(_) => EventType::DeviceRegistered,
             EventData::Reading(_) => EventType::Reading,
+            EventData::InspectorPosition(_) => EventType::InspectorPosition,
+            EventData::InspectorFence(_) => EventType::InspectorFence,
             EventData::Case(_) => EventType::Case,
         }
     }

@@ -1,8 +1,16 @@
 //! Field inspectors' positions and statuses: fixes arrive over MQTT (`city/v1/inspectors/{id}/location`)
 //! or HTTP, pass the track filter (out-of-order fixes and impossible jumps are counted, not applied),
-//! and land on the board that answers "who is the nearest free inspector for this case".
+//! and land on the board that answers "who is the nearest free inspector for this case". Accepted
+//! positions go out on the bus as `inspector.position` (at most one per inspector every
+//! [`POSITION_EVENT_INTERVAL_MS`]; status changes at once), and geofence crossings confirmed by their
+//! dwell as `inspector.fence`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+
+use cityops_bus::Bus;
+use cityops_core::EventData;
+use cityops_core::event::{InspectorFence, InspectorPosition};
+use cityops_gis::geofence::{FenceEventKind, FenceTrackerConfig, Geofence, GeofenceTracker};
 
 use cityops_core::telemetry::{Counter, PromWriter};
 use cityops_core::{GeoPoint, GridPlace, UnixMillis};
@@ -50,31 +58,47 @@ const REJECTION_LABELS: [&str; 6] = [
     "malformed",
 ];
 
+/// At most one `inspector.position` event per inspector this often (a phone may send every second).
+pub const POSITION_EVENT_INTERVAL_MS: i64 = 5_000;
+
 /// Filters, board and counters behind one lock (fixes are a few per inspector per minute).
 pub struct InspectorTracker {
     inner: Mutex<Inner>,
+    bus: Bus,
     accepted: Counter,
     rejected: [Counter; REJECTION_LABELS.len()],
+    fence_events: Counter,
 }
 
 struct Inner {
     filters: TrackFilters,
     board: InspectorBoard,
+    fences: GeofenceTracker,
     known: BTreeSet<String>,
+    last_position_event: HashMap<String, UnixMillis>,
 }
 
 impl InspectorTracker {
     /// A position older than `max_position_age_ms` does not count for dispatch.
-    pub fn new(max_position_age_ms: i64) -> Self {
+    pub fn new(max_position_age_ms: i64, bus: Bus) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 filters: TrackFilters::new(TrackFilterConfig::default()),
                 board: InspectorBoard::new(max_position_age_ms),
+                fences: GeofenceTracker::new(Vec::new(), FenceTrackerConfig::default()),
                 known: BTreeSet::new(),
+                last_position_event: HashMap::new(),
             }),
+            bus,
             accepted: Counter::default(),
             rejected: Default::default(),
+            fence_events: Counter::default(),
         }
+    }
+
+    /// Replaces the geofences watched (key projects, no-stall zones, construction sites).
+    pub fn set_geofences(&self, fences: Vec<Geofence>) {
+        self.inner.lock().fences = GeofenceTracker::new(fences, FenceTrackerConfig::default());
     }
 
     /// Applies a fix if the track filter accepts it; the rejection otherwise (already counted).
@@ -95,12 +119,33 @@ impl InspectorTracker {
         match inner.filters.check(&fix, now) {
             Ok(accepted) => {
                 // After a re-anchoring the filter hands back the fixes that confirmed the move.
-                for confirmed in &accepted.confirmed {
-                    inner.board.apply_fix(confirmed);
+                let mut crossings = Vec::new();
+                for applied in accepted.confirmed.iter().chain(std::iter::once(&fix)) {
+                    inner.board.apply_fix(applied);
+                    crossings.extend(inner.fences.observe(applied));
                 }
-                inner.board.apply_fix(&fix);
                 inner.known.insert(inspector.to_string());
                 self.accepted.inc();
+                for crossing in crossings {
+                    self.fence_events.inc();
+                    self.bus.publish(EventData::InspectorFence(InspectorFence {
+                        inspector: crossing.inspector,
+                        fence: crossing.fence,
+                        kind: match crossing.kind {
+                            FenceEventKind::Entered => "entered".into(),
+                            FenceEventKind::Exited => "exited".into(),
+                        },
+                        at: crossing.at,
+                    }));
+                }
+                let due = inner
+                    .last_position_event
+                    .get(inspector)
+                    .is_none_or(|last| now - last >= POSITION_EVENT_INTERVAL_MS);
+                if due {
+                    inner.last_position_event.insert(inspector.to_string(), now);
+                    self.publish_position(&inner, inspector);
+                }
                 Ok(())
             }
             Err(rejection) => {
@@ -125,6 +170,24 @@ impl InspectorTracker {
         let mut inner = self.inner.lock();
         inner.board.set_status(inspector, status);
         inner.known.insert(inspector.to_string());
+        self.publish_position(&inner, inspector);
+    }
+
+    fn publish_position(&self, inner: &Inner, inspector: &str) {
+        let position = inner.board.position(inspector);
+        self.bus
+            .publish(EventData::InspectorPosition(InspectorPosition {
+                inspector: inspector.to_string(),
+                status: inner
+                    .board
+                    .status(inspector)
+                    .unwrap_or(InspectorStatus::OffDuty)
+                    .as_str()
+                    .to_string(),
+                lon: position.map(|p| p.point.lon),
+                lat: position.map(|p| p.point.lat),
+                time: position.map(|p| p.time),
+            }));
     }
 
     pub fn list(&self) -> Vec<InspectorView> {
@@ -165,6 +228,12 @@ impl InspectorTracker {
             "counter",
             "Inspector position fixes applied.",
             self.accepted.get(),
+        );
+        w.single(
+            "cityops_inspector_fence_events_total",
+            "counter",
+            "Geofence entries and exits confirmed.",
+            self.fence_events.get(),
         );
         w.family(
             "cityops_inspector_fixes_rejected_total",

@@ -196,7 +196,10 @@ pub async fn start(
 
     let (ready_tx, ready) = watch::channel(false);
     // A position older than 10 minutes no longer counts for dispatch.
-    let inspectors = Arc::new(crate::inspectors::InspectorTracker::new(10 * 60 * 1000));
+    let inspectors = Arc::new(crate::inspectors::InspectorTracker::new(
+        10 * 60 * 1000,
+        bus.clone(),
+    ));
     let source = MqttSource {
         config: config.clone(),
         mqtt,

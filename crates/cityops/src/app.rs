@@ -171,6 +171,9 @@ impl App {
         )
         .await?;
         let registry = ingest.registry.clone();
+        ingest
+            .inspectors
+            .set_geofences(settings.gis.load_geofences()?);
         for device in &settings.devices {
             registry
                 .register(device.clone(), DeviceSource::Config)
