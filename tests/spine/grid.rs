@@ -140,3 +140,61 @@ fn grid_generate_reproduces_the_shipped_dongcheng_grid() {
         "a 5-digit division code is refused"
     );
 }
+
+#[tokio::test]
+async fn the_incident_layer_clusters_at_low_zoom() {
+    let app = spawn_app().await;
+    let publisher = app.publisher("t-cluster").await;
+    let mut ws = app.ws("?types=incident.opened").await;
+    // Six manhole covers within a few metres of each other, one far away.
+    for i in 0..6 {
+        let body = json!({"id": format!("mc-c{i}"), "kind": "manhole_cover", "lon": 116.4100 + f64::from(i) * 0.00001, "lat": 39.9120});
+        assert_eq!(
+            app.http
+                .post(format!("{}/api/v1/devices", app.base))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            201
+        );
+    }
+    let far = json!({"id": "mc-far", "kind": "manhole_cover", "lon": 116.4400, "lat": 39.8800});
+    assert_eq!(
+        app.http
+            .post(format!("{}/api/v1/devices", app.base))
+            .json(&far)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    for id in [
+        "mc-c0", "mc-c1", "mc-c2", "mc-c3", "mc-c4", "mc-c5", "mc-far",
+    ] {
+        publisher.reading(id, r#"{"tilt": 40}"#).await;
+        ws.next().await;
+    }
+    let (_, wide) = app.get_json("/api/v1/map/incidents?zoom=12").await;
+    let features = wide["features"].as_array().unwrap();
+    assert_eq!(features.len(), 2, "{wide}");
+    let cluster = features
+        .iter()
+        .find(|f| f["properties"]["cluster"] == true)
+        .unwrap();
+    assert_eq!(cluster["properties"]["count"], 6);
+    let (_, close) = app.get_json("/api/v1/map/incidents?zoom=18").await;
+    assert_eq!(close["features"].as_array().unwrap().len(), 7);
+    let (_, boxed) = app
+        .get_json("/api/v1/map/incidents?bbox=116.43,39.87,116.45,39.89")
+        .await;
+    assert_eq!(boxed["features"][0]["properties"]["device_id"], "mc-far");
+    assert_eq!(app.get_json("/api/v1/map/incidents?zoom=30").await.0, 422);
+    let (status, inspectors) = app.get_json("/api/v1/map/inspectors").await;
+    assert_eq!(
+        (status.as_u16(), inspectors["type"].as_str()),
+        (200, Some("FeatureCollection"))
+    );
+}

@@ -238,3 +238,148 @@ fn parse_bbox(text: &str) -> Result<(f64, f64, f64, f64), ApiError> {
     }
     Ok((min_lon, min_lat, max_lon, max_lat))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PointParams {
+    /// `min_lon,min_lat,max_lon,max_lat` in WGS-84; the whole world when absent.
+    bbox: Option<String>,
+    /// Map zoom level (0-22): below [`CLUSTER_BELOW_ZOOM`] nearby points merge into clusters.
+    zoom: Option<u8>,
+}
+
+/// From this zoom level on, every point is its own feature.
+const CLUSTER_BELOW_ZOOM: u8 = 16;
+
+/// A point of a layer before clustering.
+struct LayerPoint {
+    lon: f64,
+    lat: f64,
+    properties: Value,
+}
+
+/// Merges points that fall into the same square of about 64 screen pixels at `zoom` (a grid in
+/// degrees: 360° / 2^zoom is one 256-pixel tile) into one cluster feature with the count and the
+/// centroid, so a wall map with tens of thousands of markers draws a few hundred.
+fn clustered(points: Vec<LayerPoint>, zoom: Option<u8>) -> Value {
+    let features: Vec<Value> = match zoom {
+        Some(z) if z < CLUSTER_BELOW_ZOOM => {
+            let size = 360.0 / f64::from(1u32 << z.min(22)) / 4.0;
+            let mut buckets: std::collections::BTreeMap<(i64, i64), Vec<LayerPoint>> =
+                Default::default();
+            for p in points {
+                buckets
+                    .entry(((p.lon / size).floor() as i64, (p.lat / size).floor() as i64))
+                    .or_default()
+                    .push(p);
+            }
+            buckets
+                .into_values()
+                .map(|mut group| {
+                    if group.len() == 1 {
+                        let p = group.remove(0);
+                        return point_feature(p.lon, p.lat, p.properties);
+                    }
+                    let n = group.len() as f64;
+                    let lon = group.iter().map(|p| p.lon).sum::<f64>() / n;
+                    let lat = group.iter().map(|p| p.lat).sum::<f64>() / n;
+                    point_feature(lon, lat, json!({ "cluster": true, "count": group.len() }))
+                })
+                .collect()
+        }
+        _ => points
+            .into_iter()
+            .map(|p| point_feature(p.lon, p.lat, p.properties))
+            .collect(),
+    };
+    json!({ "type": "FeatureCollection", "features": features })
+}
+
+fn point_feature(lon: f64, lat: f64, properties: Value) -> Value {
+    feature(
+        properties,
+        json!({ "type": "Point", "coordinates": [lon, lat] }),
+    )
+}
+
+fn in_bbox(bbox: Option<(f64, f64, f64, f64)>, lon: f64, lat: f64) -> bool {
+    bbox.is_none_or(|(min_lon, min_lat, max_lon, max_lat)| {
+        (min_lon..=max_lon).contains(&lon) && (min_lat..=max_lat).contains(&lat)
+    })
+}
+
+fn point_params(
+    params: Result<Query<PointParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<(Option<(f64, f64, f64, f64)>, Option<u8>), ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::Invalid(e.body_text()))?;
+    let bbox = params.bbox.as_deref().map(parse_bbox).transpose()?;
+    if let Some(z) = params.zoom
+        && z > 22
+    {
+        return Err(ApiError::Invalid(format!("zoom {z}: expected 0 to 22")));
+    }
+    Ok((bbox, params.zoom))
+}
+
+/// `GET /api/v1/map/incidents?bbox=…&zoom=…`: open incidents as points, clustered at low zoom.
+pub(crate) async fn incidents(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    params: Result<Query<PointParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    auth.require(Permission::IncidentsRead)?;
+    let (bbox, zoom) = point_params(params)?;
+    let mut points = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = state
+            .store
+            .incidents(&cityops_store::IncidentQuery {
+                state: Some(cityops_core::IncidentState::Open),
+                before_id: cursor,
+                limit: 1000,
+                ..Default::default()
+            })
+            .await?;
+        for i in page.items {
+            if in_bbox(bbox, i.lon, i.lat) {
+                points.push(LayerPoint {
+                    lon: i.lon,
+                    lat: i.lat,
+                    properties: json!({"id": i.id, "device_id": i.device_id, "kind": i.kind,
+                                       "category_code": i.category_code, "category_name_zh": i.category_name_zh,
+                                       "category_name_en": i.category_name_en, "opened_at": i.opened_at}),
+                });
+            }
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    Ok(Json(clustered(points, zoom)).into_response())
+}
+
+/// `GET /api/v1/map/inspectors?bbox=…&zoom=…`: inspectors with a position, clustered at low zoom.
+pub(crate) async fn inspectors(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    params: Result<Query<PointParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    auth.require(Permission::CasesRead)?;
+    let (bbox, zoom) = point_params(params)?;
+    let points = state
+        .inspectors
+        .list()
+        .into_iter()
+        .filter_map(|i| {
+            let (lon, lat) = (i.lon?, i.lat?);
+            in_bbox(bbox, lon, lat).then(|| LayerPoint {
+                lon,
+                lat,
+                properties: json!({"id": i.id, "status": i.status, "time": i.time}),
+            })
+        })
+        .collect();
+    Ok(Json(clustered(points, zoom)).into_response())
+}

@@ -138,6 +138,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/map/streets", get(layers::streets))
         .route("/api/v1/map/communities", get(layers::communities))
         .route("/api/v1/map/cells", get(layers::cells))
+        .route("/api/v1/map/incidents", get(layers::incidents))
+        .route("/api/v1/map/inspectors", get(layers::inspectors))
         .route("/api/v1/incidents/:id", get(rest::get_incident))
         .fallback(error::not_found)
         .with_state(state)
