@@ -8,6 +8,7 @@ mod bad_input;
 mod bench_smoke;
 mod case_e2e;
 mod cases;
+mod components;
 mod devices_api;
 mod grid;
 mod incidents_api;

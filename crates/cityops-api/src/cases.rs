@@ -221,9 +221,20 @@ pub(crate) async fn detail(
         .acting(Some(&auth.0.username), auth.0.department.as_deref());
     let allowed = cityops_core::case::allowed_actions(case.state, auth.0.role, &context);
     let category = state.catalogue.get(&case.category_code).ok();
+    // A case on a component goes to the component's owner (权属单位); otherwise the category's department.
+    let routing = crate::components::routing(
+        &state.components,
+        &case.category_code,
+        GeoPoint {
+            lon: case.lon,
+            lat: case.lat,
+        },
+    )
+    .or_else(|| category.map(|c| serde_json::json!({ "department": c.department })));
     Ok(Json(serde_json::json!({
         "case": case,
         "category": category,
+        "routing": routing,
         "timeline": timeline,
         "clocks": clocks,
         "allowed_actions": allowed,

@@ -383,3 +383,26 @@ pub(crate) async fn inspectors(
         .collect();
     Ok(Json(clustered(points, zoom)).into_response())
 }
+
+/// `GET /api/v1/map/components?bbox=…&zoom=…`: components (部件) as points, clustered at low zoom.
+pub(crate) async fn components(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    params: Result<Query<PointParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    auth.require(Permission::CasesRead)?;
+    let (bbox, zoom) = point_params(params)?;
+    let points = state
+        .components
+        .read()
+        .iter()
+        .filter(|c| in_bbox(bbox, c.lon, c.lat))
+        .map(|c| LayerPoint {
+            lon: c.lon,
+            lat: c.lat,
+            properties: json!({"id": c.id, "category_code": c.category_code, "name": c.name,
+                               "state": c.state, "owning_department": c.owning_department}),
+        })
+        .collect();
+    Ok(Json(clustered(points, zoom)).into_response())
+}

@@ -5,6 +5,7 @@
 
 pub mod auth;
 mod cases;
+pub mod components;
 mod docs;
 mod error;
 mod inspectors;
@@ -73,6 +74,8 @@ pub struct AppState {
     pub photos_dir: std::path::PathBuf,
     /// Inspectors' positions and statuses.
     pub inspectors: Arc<cityops_ingest::inspectors::InspectorTracker>,
+    /// The components registry (部件), for routing cases and the map.
+    pub components: components::SharedComponents,
 }
 
 /// Counters of the HTTP side.
@@ -117,6 +120,10 @@ pub fn router(state: AppState) -> Router {
             )),
         )
         .route("/api/v1/photos/:sha256", get(photos::download))
+        .route(
+            "/api/v1/components",
+            get(components::list).post(components::import),
+        )
         .route("/api/v1/inspectors", get(inspectors::list))
         .route(
             "/api/v1/inspectors/me/location",
@@ -140,6 +147,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/map/cells", get(layers::cells))
         .route("/api/v1/map/incidents", get(layers::incidents))
         .route("/api/v1/map/inspectors", get(layers::inspectors))
+        .route("/api/v1/map/components", get(layers::components))
         .route("/api/v1/incidents/:id", get(rest::get_incident))
         .fallback(error::not_found)
         .with_state(state)

@@ -5,6 +5,7 @@
 //! transaction per reading. Migrations are embedded in the binary and run at open.
 
 pub mod cases;
+pub mod components;
 mod migrations;
 mod rows;
 pub mod users;

@@ -249,7 +249,9 @@ impl App {
             }
             .run(),
         );
+        let components = cityops_api::components::load(&store).await?;
         let state = AppState {
+            components,
             inspectors: ingest.inspectors.clone(),
             photos_dir: settings.data_dir.join("photos"),
             outbox_nudge: outbox_nudge.clone(),
