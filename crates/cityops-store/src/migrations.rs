@@ -30,7 +30,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "event_outbox",
         include_str!("../migrations/sqlite/0005_event_outbox.sql"),
     ),
-    (6, "components", include_str!("../migrations/sqlite/0006_components.sql")),
+    (
+        6,
+        "components",
+        include_str!("../migrations/sqlite/0006_components.sql"),
+    ),
 ];
 
 /// The migrator for SQLite.
