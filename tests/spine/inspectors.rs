@@ -261,3 +261,91 @@ async fn positions_and_geofence_crossings_go_out_on_the_bus() {
     let status = ws.next_of("inspector.position").await;
     assert_eq!(status["data"]["status"], "on_scene");
 }
+
+#[tokio::test]
+async fn patrol_coverage_counts_visited_cells_and_key_project_visits() {
+    let app = spawn_app().await;
+    let inspector =
+        login_as_new_user(app.app(), &app.base, "insp.cover", Role::Inspector, None).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    // A walk from outside into the Wangfujing key-project zone, staying over the dwell; fixes 30 s apart
+    // so the path between them is interpolated.
+    let start = now - 240_000;
+    let track: Vec<(f64, f64, i64)> = (0..8)
+        .map(|i| {
+            (
+                116.4150 - 0.0006 * f64::from(i),
+                39.9130,
+                start + i64::from(i) * 30_000,
+            )
+        })
+        .collect();
+    for (lon, lat, time) in &track {
+        let (_, body) = send(
+            &app,
+            &inspector,
+            reqwest::Method::POST,
+            "/api/v1/inspectors/me/location",
+            json!({"lon": lon, "lat": lat, "time": time}),
+        )
+        .await;
+        assert_eq!(body["accepted"], true, "{body}");
+    }
+    let day = chrono::DateTime::from_timestamp_millis(start)
+        .unwrap()
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+        .date_naive();
+    // The fixes reach the store within a second.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let coverage = loop {
+        let (status, coverage) = app.get_json(&format!("/api/v1/coverage?day={day}")).await;
+        assert_eq!(status, 200, "{coverage}");
+        if coverage["fixes"].as_u64() == Some(8) {
+            break coverage;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fixes never stored: {coverage}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let visited: u64 = coverage["streets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["cells"]["visited"].as_u64().unwrap())
+        .sum();
+    assert!(
+        visited >= 4,
+        "a 400 m walk crosses several 100 m cells: {visited}"
+    );
+    assert_eq!(
+        coverage["streets"].as_array().unwrap().len(),
+        17,
+        "every street is listed"
+    );
+    let wfj = coverage["key_projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["fence"] == "wfj-key")
+        .unwrap();
+    assert_eq!(wfj["visits"], 1);
+    assert_eq!(wfj["required"], 4);
+    assert!(
+        coverage["behind_schedule"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["fence"] == "wfj-key")
+    );
+    // Inspectors do not read the evaluation.
+    let refused = app
+        .anonymous
+        .get(format!("{}/api/v1/coverage", app.base))
+        .bearer_auth(&inspector)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+}

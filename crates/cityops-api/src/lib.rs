@@ -6,6 +6,7 @@
 pub mod auth;
 mod cases;
 pub mod components;
+mod coverage;
 mod docs;
 mod error;
 mod inspectors;
@@ -76,6 +77,8 @@ pub struct AppState {
     pub inspectors: Arc<cityops_ingest::inspectors::InspectorTracker>,
     /// The components registry (部件), for routing cases and the map.
     pub components: components::SharedComponents,
+    /// The geofences watched (key projects with their required patrol frequency, …).
+    pub geofences: Arc<Vec<cityops_gis::Geofence>>,
 }
 
 /// Counters of the HTTP side.
@@ -124,6 +127,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/components",
             get(components::list).post(components::import),
         )
+        .route("/api/v1/coverage", get(coverage::coverage))
         .route("/api/v1/inspectors", get(inspectors::list))
         .route(
             "/api/v1/inspectors/me/location",

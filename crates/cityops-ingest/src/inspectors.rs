@@ -68,6 +68,7 @@ pub struct InspectorTracker {
     accepted: Counter,
     rejected: [Counter; REJECTION_LABELS.len()],
     fence_events: Counter,
+    unstored: Counter,
 }
 
 struct Inner {
@@ -76,6 +77,8 @@ struct Inner {
     fences: GeofenceTracker,
     known: BTreeSet<String>,
     last_position_event: HashMap<String, UnixMillis>,
+    /// Accepted fixes not yet written to the store (the writer takes them every second).
+    pending: Vec<PositionFix>,
 }
 
 impl InspectorTracker {
@@ -88,11 +91,13 @@ impl InspectorTracker {
                 fences: GeofenceTracker::new(Vec::new(), FenceTrackerConfig::default()),
                 known: BTreeSet::new(),
                 last_position_event: HashMap::new(),
+                pending: Vec::new(),
             }),
             bus,
             accepted: Counter::default(),
             rejected: Default::default(),
             fence_events: Counter::default(),
+            unstored: Counter::default(),
         }
     }
 
@@ -123,6 +128,7 @@ impl InspectorTracker {
                 for applied in accepted.confirmed.iter().chain(std::iter::once(&fix)) {
                     inner.board.apply_fix(applied);
                     crossings.extend(inner.fences.observe(applied));
+                    inner.pending.push(applied.clone());
                 }
                 inner.known.insert(inspector.to_string());
                 self.accepted.inc();
@@ -153,6 +159,16 @@ impl InspectorTracker {
                 Err(rejection)
             }
         }
+    }
+
+    /// The accepted fixes since the last call, for the store (patrol coverage is computed from them).
+    pub fn take_pending_fixes(&self) -> Vec<PositionFix> {
+        std::mem::take(&mut self.inner.lock().pending)
+    }
+
+    /// Counts fixes the store could not take (coverage will miss them; the board has them).
+    pub fn count_unstored(&self, n: usize) {
+        self.unstored.add(n as u64);
     }
 
     /// Counts a location message that could not even be read.
@@ -228,6 +244,12 @@ impl InspectorTracker {
             "counter",
             "Inspector position fixes applied.",
             self.accepted.get(),
+        );
+        w.single(
+            "cityops_inspector_fixes_unstored_total",
+            "counter",
+            "Accepted fixes the store could not take (each batch logged).",
+            self.unstored.get(),
         );
         w.single(
             "cityops_inspector_fence_events_total",

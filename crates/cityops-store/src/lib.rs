@@ -6,6 +6,7 @@
 
 pub mod cases;
 pub mod components;
+pub mod fixes;
 mod migrations;
 mod rows;
 pub mod users;

@@ -35,6 +35,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "components",
         include_str!("../migrations/sqlite/0006_components.sql"),
     ),
+    (
+        7,
+        "inspector_fixes",
+        include_str!("../migrations/sqlite/0007_inspector_fixes.sql"),
+    ),
 ];
 
 /// The migrator for SQLite.

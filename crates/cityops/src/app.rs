@@ -54,6 +54,7 @@ pub struct App {
     event_log: JoinHandle<()>,
     sim: Option<JoinHandle<anyhow::Result<cityops_sim::SimStats>>>,
     case_filer: JoinHandle<()>,
+    fix_writer: JoinHandle<()>,
     /// Nudges the outbox relay after a case write (the API holds a clone).
     pub outbox_nudge: Arc<tokio::sync::Notify>,
     /// The SLA scheduler and the outbox relay stop on their own signals, after HTTP has closed and
@@ -171,9 +172,25 @@ impl App {
         )
         .await?;
         let registry = ingest.registry.clone();
-        ingest
-            .inspectors
-            .set_geofences(settings.gis.load_geofences()?);
+        let geofences = settings.gis.load_geofences()?;
+        ingest.inspectors.set_geofences(geofences.clone());
+        let fix_writer = {
+            let (tracker, store, mut stop) = (
+                ingest.inspectors.clone(),
+                store.clone(),
+                shutdown_rx.clone(),
+            );
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => write_fixes(&tracker, &store).await,
+                        // Shutdown is the only change this channel ever sees.
+                        _ = stop.changed() => break,
+                    }
+                }
+            })
+        };
         for device in &settings.devices {
             registry
                 .register(device.clone(), DeviceSource::Config)
@@ -251,6 +268,7 @@ impl App {
         );
         let components = cityops_api::components::load(&store).await?;
         let state = AppState {
+            geofences: Arc::new(geofences),
             components,
             inspectors: ingest.inspectors.clone(),
             photos_dir: settings.data_dir.join("photos"),
@@ -318,6 +336,7 @@ impl App {
             event_log,
             sim,
             case_filer,
+            fix_writer,
             outbox_nudge,
             sla_stop,
             sla_scheduler,
@@ -341,6 +360,7 @@ impl App {
                 Err(e) => tracing::warn!(error = %e, "simulator task failed"),
             }
         }
+        let inspectors = self.ingest.inspectors.clone();
         self.ingest.join().await;
         tracing::debug!("ingestion drained");
         match tokio::time::timeout(Duration::from_secs(15), self.http).await {
@@ -360,6 +380,9 @@ impl App {
             .await
             .context("outbox relay task failed")?;
         tracing::debug!("outbox relayed");
+        // The last accepted fixes (MQTT and HTTP have stopped by now).
+        let _ = self.fix_writer.await;
+        write_fixes(&inspectors, &self.store).await;
         self.bus.close();
         // The filer drains what the bus still holds (filing cases) before the store closes.
         self.case_filer.await.context("case filer task failed")?;
@@ -385,5 +408,29 @@ fn sim_config(settings: &Settings) -> cityops_sim::SimConfig {
         },
         seed: s.seed,
         ..Default::default()
+    }
+}
+
+/// Writes the inspectors' accepted fixes taken since the last call (a failed batch is logged and
+/// counted as lost: coverage misses it, dispatch does not, since the board is in memory).
+async fn write_fixes(tracker: &cityops_ingest::inspectors::InspectorTracker, store: &Store) {
+    let fixes: Vec<cityops_store::fixes::FixRow> = tracker
+        .take_pending_fixes()
+        .into_iter()
+        .map(|f| cityops_store::fixes::FixRow {
+            inspector: f.inspector,
+            time: f.time,
+            lon: f.lon,
+            lat: f.lat,
+            accuracy: f.accuracy_m,
+        })
+        .collect();
+    if let Err(e) = store.append_fixes(&fixes).await {
+        tracker.count_unstored(fixes.len());
+        tracing::error!(
+            error = format!("{e:#}"),
+            lost = fixes.len(),
+            "inspector fixes could not be stored"
+        );
     }
 }
