@@ -257,9 +257,7 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for incident in &batch.opened {
-            rows::insert_incident(&mut tx, incident).await?;
-        }
+        rows::insert_incidents(&mut tx, &batch.opened).await?;
         for cleared in &batch.cleared {
             sqlx::query("UPDATE incidents SET state = 'cleared', cleared_at = ?, clear_value = ? WHERE id = ? AND state = 'open'")
                 .bind(cleared.cleared_at)
