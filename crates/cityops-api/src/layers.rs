@@ -308,9 +308,12 @@ fn in_bbox(bbox: Option<(f64, f64, f64, f64)>, lon: f64, lat: f64) -> bool {
     })
 }
 
+/// A WGS-84 box `(min_lon, min_lat, max_lon, max_lat)`.
+type Bbox = (f64, f64, f64, f64);
+
 fn point_params(
     params: Result<Query<PointParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<(Option<(f64, f64, f64, f64)>, Option<u8>), ApiError> {
+) -> Result<(Option<Bbox>, Option<u8>), ApiError> {
     let Query(params) = params.map_err(|e| ApiError::Invalid(e.body_text()))?;
     let bbox = params.bbox.as_deref().map(parse_bbox).transpose()?;
     if let Some(z) = params.zoom

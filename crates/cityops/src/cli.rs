@@ -54,9 +54,10 @@ pub enum Command {
         #[command(subcommand)]
         command: GridCommand,
     },
-    /// Measure a hot path against a bare baseline in the same run (s1, s2 or all).
+    /// Measure a hot path against a bare baseline in the same run (s1 … s6, or all).
     Bench {
-        /// Scenario: s1 (MQTT ingest), s2 (rules in memory), or all.
+        /// Scenario: s1 (MQTT ingest), s2 (rules), s3 (persistence), s4 (spatial), s5 (websocket fan-out),
+        /// s6 (end to end), or all.
         scenario: String,
         /// A tiny run that checks for errors and lost messages, not speed (used by CI).
         #[arg(long)]

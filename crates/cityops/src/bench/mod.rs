@@ -5,6 +5,10 @@ pub mod mosquitto;
 pub mod report;
 pub mod s1_ingest;
 pub mod s2_rules;
+pub mod s3_persistence;
+pub mod s4_spatial;
+pub mod s5_fanout;
+pub mod s6_e2e;
 
 use std::path::PathBuf;
 
@@ -40,6 +44,22 @@ pub const SCENARIOS: &[(&str, &str)] = &[
         "s2",
         "rules: adapters + rules + dedupe in memory vs a bare channel loop",
     ),
+    (
+        "s3",
+        "persistence: batched incidents and durable case transitions vs bare sqlx on SQLite",
+    ),
+    (
+        "s4",
+        "spatial: point → cell, nearest inspector and component vs a bare rstar R-tree",
+    ),
+    (
+        "s5",
+        "fan-out: bus → /ws clients vs a bare axum broadcast websocket server",
+    ),
+    (
+        "s6",
+        "end to end: MQTT QoS 1 → rule → stored incident → /ws vs bare MQTT publish → subscribe",
+    ),
 ];
 
 pub async fn run(scenario: &str, options: &Options) -> anyhow::Result<Vec<report::Report>> {
@@ -50,6 +70,18 @@ pub async fn run(scenario: &str, options: &Options) -> anyhow::Result<Vec<report
     }
     if all || scenario == "s2" {
         reports.push(s2_rules::run(options).await?);
+    }
+    if all || scenario == "s3" {
+        reports.push(s3_persistence::run(options).await?);
+    }
+    if all || scenario == "s4" {
+        reports.push(s4_spatial::run(options).await?);
+    }
+    if all || scenario == "s5" {
+        reports.push(s5_fanout::run(options).await?);
+    }
+    if all || scenario == "s6" {
+        reports.push(s6_e2e::run(options).await?);
     }
     if reports.is_empty() {
         let known: Vec<_> = SCENARIOS.iter().map(|(name, _)| *name).collect();

@@ -1,0 +1,495 @@
+//! S3 persistence: incidents through the store's batched write path and single durable case
+//! transitions, each against bare sqlx statements on the same kind of SQLite file (WAL,
+//! `synchronous=FULL`) in the same run.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use cityops_core::case::{Action, CaseState, ClosureType, Role, Source, transition};
+use cityops_core::incident::EvidenceReading;
+use cityops_core::sla::{ClockEffect, ClockKind, SlaStage, StageClock, WorkCalendar};
+use cityops_core::{DeviceId, DeviceKind, GridPlace, Incident, IncidentState, Value};
+use cityops_store::cases::{CaseChange, ClockChanges, NewCase, SlaPolicy};
+use cityops_store::{Store, WriteBatch};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+
+use super::report::{Report, Row};
+use super::{Options, progress};
+
+/// The ingest writer commits up to this many changes per transaction.
+const BATCH: usize = 1_000;
+/// A syntactically valid photo digest: the store checks the form of evidence, not the photo.
+const PHOTO: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+pub async fn run(options: &Options) -> anyhow::Result<Report> {
+    let incidents = if options.quick { 5_000 } else { 200_000 };
+    let cases = if options.quick { 10 } else { 1_000 };
+    let dir = TempDir::new("s3")?;
+    let mut report = Report::new(
+        "s3-persistence",
+        "incidents in batches and durable case transitions on SQLite (WAL, synchronous=FULL)",
+    );
+    report.rows.push(incident_batches(&dir.0, incidents).await?);
+    report.rows.push(case_transitions(&dir.0, cases).await?);
+    report.notes.push(
+        "SQLite only: PostgreSQL is not supported by the store yet (Store::open refuses postgres:// \
+         URLs), so there is no PostgreSQL row."
+            .into(),
+    );
+    report.notes.push(format!(
+        "Files under {}, removed afterwards; both sides use a fresh file each.",
+        std::env::temp_dir().display()
+    ));
+    report.finish(&options.out_dir)
+}
+
+/// (a) `Store::apply` with batches of [`BATCH`] opened incidents vs one multi-row INSERT per batch into
+/// a table of the same schema and indexes.
+async fn incident_batches(dir: &Path, count: usize) -> anyhow::Result<Row> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    // Distinct devices: the store keeps one open incident per device and rule, as the rules do.
+    let rows: Vec<Incident> = (0..count)
+        .map(|i| incident(i, now_ms))
+        .collect::<anyhow::Result<_>>()?;
+    let bar = progress(count as u64 * 2, "S3 batches");
+
+    // Built before the clock starts: the writer hands over batches it has already assembled.
+    let batches: Vec<WriteBatch> = rows
+        .chunks(BATCH)
+        .map(|chunk| WriteBatch {
+            opened: chunk.to_vec(),
+            ..WriteBatch::default()
+        })
+        .collect();
+    let store = Store::open(&sqlite_url(&dir.join("platform.db"))).await?;
+    let started = Instant::now();
+    for (n, batch) in batches.iter().enumerate() {
+        store.apply(batch).await?;
+        bar.set_position(((n + 1) * BATCH).min(count) as u64);
+    }
+    let platform_secs = started.elapsed().as_secs_f64();
+    let stored = store.max_incident_id().await?;
+    store.close().await;
+
+    let pool = bare_pool(&dir.join("baseline.db")).await?;
+    sqlx::raw_sql(INCIDENTS_DDL).execute(&pool).await?;
+    let started = Instant::now();
+    for (n, chunk) in rows.chunks(BATCH).enumerate() {
+        let mut tx = pool.begin().await?;
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO incidents (id, device_id, kind, rule_id, category_code, category_name_zh, \
+             category_name_en, measurement, value, unit, condition, lon, lat, state, opened_at, \
+             cleared_at, clear_value, evidence, grid, cell) ",
+        );
+        qb.push_values(chunk, |mut b, i| {
+            b.push_bind(i.id)
+                .push_bind(i.device_id.as_str())
+                .push_bind(i.kind.as_str())
+                .push_bind(&i.rule_id)
+                .push_bind(&i.category_code)
+                .push_bind(&i.category_name_zh)
+                .push_bind(&i.category_name_en)
+                .push_bind(&i.measurement)
+                .push_bind(json(&i.value))
+                .push_bind(i.unit.as_deref())
+                .push_bind(&i.condition)
+                .push_bind(i.lon)
+                .push_bind(i.lat)
+                .push_bind(i.state.as_str())
+                .push_bind(i.opened_at)
+                .push_bind(i.cleared_at)
+                .push_bind(i.clear_value.as_ref().map(json))
+                .push_bind(json(&i.evidence))
+                .push_bind(i.grid.as_ref().map(json))
+                .push_bind(i.grid.as_ref().and_then(|g| g.cell()).map(str::to_string));
+        });
+        qb.build().execute(&mut *tx).await?;
+        tx.commit().await?;
+        bar.set_position((count + ((n + 1) * BATCH).min(count)) as u64);
+    }
+    let baseline_secs = started.elapsed().as_secs_f64();
+    let baseline_rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM incidents")
+        .fetch_one(&pool)
+        .await?;
+    pool.close().await;
+
+    // A diagnostic, not the baseline: one INSERT per row in the same batches, as `Store::apply` does,
+    // tells the cost of a statement per row (sqlx runs each on its SQLite worker thread) from the rest.
+    let pool = bare_pool(&dir.join("per-row.db")).await?;
+    sqlx::raw_sql(INCIDENTS_DDL).execute(&pool).await?;
+    let started = Instant::now();
+    for chunk in rows.chunks(BATCH) {
+        let mut tx = pool.begin().await?;
+        for i in chunk {
+            sqlx::query(
+                "INSERT INTO incidents (id, device_id, kind, rule_id, category_code, category_name_zh, \
+                 category_name_en, measurement, value, unit, condition, lon, lat, state, opened_at, \
+                 cleared_at, clear_value, evidence, grid, cell) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(i.id)
+            .bind(i.device_id.as_str())
+            .bind(i.kind.as_str())
+            .bind(&i.rule_id)
+            .bind(&i.category_code)
+            .bind(&i.category_name_zh)
+            .bind(&i.category_name_en)
+            .bind(&i.measurement)
+            .bind(json(&i.value))
+            .bind(i.unit.as_deref())
+            .bind(&i.condition)
+            .bind(i.lon)
+            .bind(i.lat)
+            .bind(i.state.as_str())
+            .bind(i.opened_at)
+            .bind(i.cleared_at)
+            .bind(i.clear_value.as_ref().map(json))
+            .bind(json(&i.evidence))
+            .bind(i.grid.as_ref().map(json))
+            .bind(i.grid.as_ref().and_then(|g| g.cell()).map(str::to_string))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+    }
+    let per_row_secs = started.elapsed().as_secs_f64();
+    pool.close().await;
+    bar.finish_and_clear();
+
+    let platform = count as f64 / platform_secs;
+    let baseline = count as f64 / baseline_secs;
+    let mut details = serde_json::Map::new();
+    details.insert("incidents".into(), count.into());
+    details.insert("batch".into(), BATCH.into());
+    details.insert("platform_secs".into(), platform_secs.into());
+    details.insert("baseline_secs".into(), baseline_secs.into());
+    details.insert(
+        "bare_row_per_statement_rows_per_s".into(),
+        (count as f64 / per_row_secs).round().into(),
+    );
+    // A row the store or the baseline did not keep would make the comparison meaningless.
+    details.insert(
+        "platform_rows_lost".into(),
+        (count as i64 - stored).max(0).into(),
+    );
+    details.insert(
+        "baseline_rows_lost".into(),
+        (count as i64 - baseline_rows).max(0).into(),
+    );
+    let ratio = platform / baseline;
+    Ok(Row {
+        case: format!("{count} incidents, Store::apply × {BATCH}"),
+        platform,
+        baseline,
+        ratio,
+        unit: "rows/s".into(),
+        goal: "≥ 0.5× a raw multi-row INSERT".into(),
+        met: Some(ratio >= 0.5),
+        details,
+    })
+}
+
+/// (b) every case filed with `create_case` then taken through the ordinary lifecycle with
+/// `apply_transition`, one transaction per step, vs as many bare single-row INSERT transactions.
+async fn case_transitions(dir: &Path, cases: usize) -> anyhow::Result<Row> {
+    let steps = lifecycle();
+    let transitions = cases * steps.len();
+    let bar = progress((transitions * 2) as u64, "S3 cases");
+    let store = Store::open(&sqlite_url(&dir.join("cases.db"))).await?;
+    let calendar = WorkCalendar::default();
+    let start = local("2026-04-10 09:00")?;
+
+    let mut create_time = Duration::ZERO;
+    let mut transition_time = Duration::ZERO;
+    let mut done = 0usize;
+    for n in 0..cases {
+        let at = start + TimeDelta::seconds(n as i64);
+        let began = Instant::now();
+        let mut case = store
+            .create_case(&new_case(at), &SlaPolicy::new(&calendar), at)
+            .await?;
+        create_time += began.elapsed();
+        for (minutes, action, role) in &steps {
+            let at = at + TimeDelta::minutes(*minutes);
+            // Decided by the state machine on the stored facts, as the API does before the store.
+            let department = (*role == Role::DepartmentHandler)
+                .then(|| case.department.clone())
+                .flatten();
+            let context = case
+                .context()
+                .acting(Some(actor(*role)), department.as_deref());
+            let decided = transition(case.state, action, *role, &context)
+                .map_err(|e| anyhow::anyhow!("the machine refused {action:?}: {e}"))?;
+            let next = match decided.clock {
+                ClockEffect::Start(stage) => Some(clock(stage, at, 60)),
+                _ => None,
+            };
+            let change = CaseChange {
+                case_id: case.id,
+                expected_version: Some(case.version),
+                action,
+                transition: &decided,
+                actor: actor(*role),
+                role: *role,
+                note: None,
+                evidence: &[],
+                clocks: ClockChanges {
+                    policy: SlaPolicy::new(&calendar),
+                    next,
+                },
+                at,
+            };
+            // Only the store call is timed: the machine's decision is the API's work, not the store's.
+            let began = Instant::now();
+            case = store.apply_transition(&change).await?;
+            transition_time += began.elapsed();
+            done += 1;
+        }
+        anyhow::ensure!(
+            case.state == CaseState::Closed,
+            "case {} ended in {}",
+            case.number,
+            case.state
+        );
+        bar.set_position(done as u64);
+    }
+    store.close().await;
+
+    // The baseline: the same number of durable transactions, each one bare single-row INSERT.
+    let pool = bare_pool(&dir.join("cases-baseline.db")).await?;
+    sqlx::raw_sql(
+        "CREATE TABLE steps (id INTEGER PRIMARY KEY NOT NULL, case_id INTEGER NOT NULL, \
+         action TEXT NOT NULL, at INTEGER NOT NULL)",
+    )
+    .execute(&pool)
+    .await?;
+    let started = Instant::now();
+    for i in 0..transitions {
+        let mut tx = pool.begin().await?;
+        sqlx::query("INSERT INTO steps (case_id, action, at) VALUES (?, ?, ?)")
+            .bind((i / steps.len()) as i64)
+            .bind("accept")
+            .bind(i as i64)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if i % 100 == 0 {
+            bar.set_position((transitions + i) as u64);
+        }
+    }
+    let baseline_secs = started.elapsed().as_secs_f64();
+    let baseline_rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM steps")
+        .fetch_one(&pool)
+        .await?;
+    pool.close().await;
+    bar.finish_and_clear();
+
+    let platform_secs = transition_time.as_secs_f64();
+    let platform = transitions as f64 / platform_secs;
+    let baseline = transitions as f64 / baseline_secs;
+    let mut details = serde_json::Map::new();
+    details.insert("cases".into(), cases.into());
+    details.insert("transitions".into(), transitions.into());
+    details.insert("platform_secs".into(), platform_secs.into());
+    details.insert("baseline_secs".into(), baseline_secs.into());
+    details.insert(
+        "create_case_per_s".into(),
+        (cases as f64 / create_time.as_secs_f64()).round().into(),
+    );
+    details.insert(
+        "baseline_rows_lost".into(),
+        (transitions as i64 - baseline_rows).max(0).into(),
+    );
+    Ok(Row {
+        case: format!("{cases} cases × {} transitions, 1 tx each", steps.len()),
+        platform,
+        baseline,
+        ratio: platform / baseline,
+        unit: "transitions/s".into(),
+        goal: "≥ 2,000 transitions/s on SQLite".into(),
+        met: Some(platform >= 2_000.0),
+        details,
+    })
+}
+
+/// The ordinary path after the report, with no callback (an inspector's report has nobody to call):
+/// (minutes after the report, action, role).
+fn lifecycle() -> Vec<(i64, Action, Role)> {
+    vec![
+        (10, Action::Accept, Role::Operator),
+        (20, Action::Register, Role::ShiftLead),
+        (
+            30,
+            Action::Dispatch {
+                department: "sanitation".to_string(),
+            },
+            Role::Dispatcher,
+        ),
+        (
+            90,
+            Action::Handle {
+                feedback: "cover replaced".to_string(),
+                evidence: vec![PHOTO.to_string()],
+            },
+            Role::DepartmentHandler,
+        ),
+        (100, Action::CheckPass, Role::Inspector),
+        (
+            110,
+            Action::Close {
+                closure: ClosureType::Normal,
+            },
+            Role::ShiftLead,
+        ),
+    ]
+}
+
+fn actor(role: Role) -> &'static str {
+    match role {
+        Role::Operator => "op-1",
+        Role::ShiftLead => "lead-1",
+        Role::Dispatcher => "disp-1",
+        Role::DepartmentHandler => "handler-1",
+        Role::Inspector => "insp-07",
+        Role::Supervisor => "sup-1",
+        Role::Admin => "admin",
+    }
+}
+
+fn clock(stage: SlaStage, at: DateTime<Utc>, minutes: u32) -> StageClock {
+    StageClock::start(
+        stage,
+        ClockKind::WorkingTime,
+        at,
+        NonZeroU32::new(minutes).unwrap_or(NonZeroU32::MIN),
+    )
+}
+
+fn new_case(at: DateTime<Utc>) -> NewCase {
+    NewCase {
+        category: "C0101".to_string(),
+        source: Source::Inspector,
+        title: String::new(),
+        description: "井盖缺失 manhole cover missing".to_string(),
+        address: "东城区东华门街道 Donghuamen".to_string(),
+        lon: 116.41,
+        lat: 39.91,
+        grid: Some(place()),
+        reporter: "insp-07".to_string(),
+        reporter_role: Some(Role::Inspector),
+        verification_required: false,
+        incident_id: None,
+        device_id: None,
+        initial: CaseState::Reported,
+        clock: Some(clock(SlaStage::Acceptance, at, 30)),
+    }
+}
+
+fn place() -> GridPlace {
+    GridPlace::Inside {
+        cell: "110101001001001".to_string(),
+        street: "110101001".to_string(),
+        community: "110101001001".to_string(),
+    }
+}
+
+/// An incident as the rules open it: a manhole cover tilted past 15°, with its one evidence reading.
+fn incident(i: usize, now_ms: i64) -> anyhow::Result<Incident> {
+    let value = Value::Number(30.0 + (i % 50) as f64 * 0.1);
+    Ok(Incident {
+        id: i as i64 + 1,
+        device_id: DeviceId::new(&format!("dev-{i:07}"))?,
+        kind: DeviceKind::new("manhole_cover")?,
+        rule_id: "manhole_tilt".to_string(),
+        category_code: "C0101".to_string(),
+        category_name_zh: "井盖".to_string(),
+        category_name_en: "Manhole cover".to_string(),
+        measurement: "tilt".to_string(),
+        value: value.clone(),
+        unit: Some("deg".to_string()),
+        condition: "tilt > 15".to_string(),
+        lon: 116.372 + 0.075 * ((i % 1000) as f64 / 1000.0),
+        lat: 39.858 + 0.115 * ((i / 1000 % 1000) as f64 / 1000.0),
+        grid: Some(place()),
+        state: IncidentState::Open,
+        opened_at: now_ms + i as i64,
+        cleared_at: None,
+        clear_value: None,
+        evidence: vec![EvidenceReading {
+            name: "tilt".to_string(),
+            value,
+            unit: Some("deg".to_string()),
+            time: now_ms + i as i64,
+        }],
+    })
+}
+
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+fn local(text: &str) -> anyhow::Result<DateTime<Utc>> {
+    Ok(
+        DateTime::parse_from_str(&format!("{text} +0800"), "%Y-%m-%d %H:%M %z")?
+            .with_timezone(&Utc),
+    )
+}
+
+fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+/// One connection with the store's pragmas, so the baseline pays the same fsyncs.
+async fn bare_pool(path: &Path) -> anyhow::Result<SqlitePool> {
+    let options = SqliteConnectOptions::from_str(&sqlite_url(path))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full);
+    Ok(SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await?)
+}
+
+/// The incidents table as the store's migrations leave it (columns and indexes), so the baseline
+/// maintains the same indexes.
+const INCIDENTS_DDL: &str = "
+CREATE TABLE incidents (
+    id INTEGER PRIMARY KEY NOT NULL, device_id TEXT NOT NULL, kind TEXT NOT NULL,
+    rule_id TEXT NOT NULL, category_code TEXT NOT NULL, category_name_zh TEXT NOT NULL,
+    category_name_en TEXT NOT NULL, measurement TEXT NOT NULL, value TEXT NOT NULL, unit TEXT,
+    condition TEXT NOT NULL, lon REAL NOT NULL, lat REAL NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('open', 'cleared')), opened_at INTEGER NOT NULL,
+    cleared_at INTEGER, clear_value TEXT, evidence TEXT NOT NULL, grid TEXT, cell TEXT
+);
+CREATE INDEX incidents_by_device ON incidents (device_id, id);
+CREATE INDEX incidents_by_state ON incidents (state, id);
+CREATE INDEX incidents_by_opened ON incidents (opened_at);
+CREATE UNIQUE INDEX incidents_one_open ON incidents (device_id, rule_id) WHERE state = 'open';
+CREATE INDEX incidents_by_cell ON incidents (cell, id);
+";
+
+/// A directory of its own under the system temp dir, removed when dropped (also on error).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> anyhow::Result<Self> {
+        let path = std::env::temp_dir().join(format!(
+            "cityops-bench-{label}-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_micros()
+        ));
+        std::fs::create_dir_all(&path)?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
