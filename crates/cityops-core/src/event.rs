@@ -35,6 +35,9 @@ pub enum EventData {
     /// An inspector entered or left a geofence (confirmed by the minimum dwell).
     #[serde(rename = "inspector.fence")]
     InspectorFence(InspectorFence),
+    /// A key project has had fewer patrol visits today than it requires (once per project and day).
+    #[serde(rename = "patrol.behind")]
+    PatrolBehind(PatrolBehind),
     /// A case event relayed from the store's outbox. Its wire `type` is its own name, which the derived
     /// adjacently tagged form cannot express, so [`BusEvent`] serialises it by hand.
     #[serde(skip)]
@@ -65,6 +68,17 @@ pub struct InspectorFence {
     pub kind: String,
     /// The first fix on the new side (Unix ms).
     pub at: crate::UnixMillis,
+}
+
+/// Payload of `patrol.behind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatrolBehind {
+    pub fence: String,
+    pub name: String,
+    /// Local day, `YYYY-MM-DD`.
+    pub day: String,
+    pub visits: u32,
+    pub required: u32,
 }
 
 /// A case event as the outbox committed it (`case.created`, `case.dispatched`, `case.sla_warning`, …).
@@ -131,18 +145,20 @@ pub enum EventType {
     Reading,
     InspectorPosition,
     InspectorFence,
+    PatrolBehind,
     /// Every `case.*` event: one metric label, while filters use the events' own names.
     Case,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 8] = [
         EventType::IncidentOpened,
         EventType::IncidentCleared,
         EventType::DeviceRegistered,
         EventType::Reading,
         EventType::InspectorPosition,
         EventType::InspectorFence,
+        EventType::PatrolBehind,
         EventType::Case,
     ];
 
@@ -163,6 +179,7 @@ impl EventType {
             EventType::Reading => "reading",
             EventType::InspectorPosition => "inspector.position",
             EventType::InspectorFence => "inspector.fence",
+            EventType::PatrolBehind => "patrol.behind",
             EventType::Case => "case",
         }
     }
@@ -177,6 +194,7 @@ impl EventData {
             EventData::Reading(_) => EventType::Reading,
             EventData::InspectorPosition(_) => EventType::InspectorPosition,
             EventData::InspectorFence(_) => EventType::InspectorFence,
+            EventData::PatrolBehind(_) => EventType::PatrolBehind,
             EventData::Case(_) => EventType::Case,
         }
     }

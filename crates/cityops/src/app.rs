@@ -250,6 +250,24 @@ impl App {
         ));
         let catalogue = Arc::new(catalogue);
         let calendar = Arc::new(calendar);
+        let check_after =
+            chrono::NaiveTime::parse_from_str(&settings.gis.patrol_check_after, "%H:%M")
+                .with_context(|| {
+                    format!(
+                        "gis.patrol_check_after {:?}: expected HH:MM",
+                        settings.gis.patrol_check_after
+                    )
+                })?;
+        // Reads the store and publishes on the bus only; it stops with the shutdown signal.
+        tokio::spawn(crate::patrol_watch::run(
+            store.clone(),
+            bus.clone(),
+            geofences.clone(),
+            calendar.clone(),
+            check_after,
+            Duration::from_secs(300),
+            shutdown_rx.clone(),
+        ));
         let case_filer = tokio::spawn(
             crate::case_filer::CaseFiler {
                 store: store.clone(),

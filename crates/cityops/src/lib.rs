@@ -12,6 +12,7 @@ pub mod cli;
 pub mod event_log;
 pub mod grid_cli;
 pub mod outbox_relay;
+pub mod patrol_watch;
 pub mod settings;
 pub mod sla_scheduler;
 pub mod users;

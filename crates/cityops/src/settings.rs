@@ -53,6 +53,8 @@ pub struct GisSettings {
     pub grid: String,
     /// `builtin:dongcheng`, a path to a geofence GeoJSON file, or empty for none.
     pub geofences: String,
+    /// Local time after which key projects behind their required visits are reported (`HH:MM`).
+    pub patrol_check_after: String,
 }
 
 /// The demo's geofences in Dongcheng.
