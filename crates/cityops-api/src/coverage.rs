@@ -13,7 +13,6 @@ use cityops_gis::coverage::{
     CoverageOptions, TimeWindow, behind_schedule, coverage_on_day, fence_visits,
 };
 use cityops_gis::geofence::FenceTrackerConfig;
-use cityops_gis::tracking::PositionFix;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -44,20 +43,9 @@ pub(crate) async fn coverage(
         .unwrap_or_else(|| Utc::now().with_timezone(&offset).date_naive());
     let window = TimeWindow::local_day(day, offset);
     // A little before the day too, so a walk that started before midnight interpolates into it.
-    let rows = state
-        .store
-        .fixes_between(window.start - 60_000, window.end)
-        .await?;
-    let fixes: Vec<PositionFix> = rows
-        .into_iter()
-        .map(|r| PositionFix {
-            inspector: r.inspector,
-            lon: r.lon,
-            lat: r.lat,
-            time: r.time,
-            accuracy_m: r.accuracy,
-        })
-        .collect();
+    let fixes =
+        cityops_ingest::inspectors::stored_fixes(&state.store, window.start - 60_000, window.end)
+            .await?;
     let options = CoverageOptions {
         utc_offset: offset,
         ..Default::default()

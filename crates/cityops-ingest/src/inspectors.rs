@@ -16,6 +16,8 @@ use cityops_core::telemetry::{Counter, PromWriter};
 use cityops_core::{GeoPoint, GridPlace, UnixMillis};
 use cityops_gis::inspectors::{Candidate, InspectorBoard, InspectorStatus};
 use cityops_gis::tracking::{PositionFix, Rejection, TrackFilterConfig, TrackFilters};
+use cityops_store::Store;
+use cityops_store::fixes::FixRow;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +27,26 @@ pub fn inspector_of_topic(topic: &str) -> Option<&str> {
         .strip_prefix("city/v1/inspectors/")?
         .strip_suffix("/location")?;
     (!id.is_empty() && !id.contains('/')).then_some(id)
+}
+
+/// The accepted fixes stored with `from <= time < to` (Unix ms), in time order, as the GIS uses them.
+pub async fn stored_fixes(
+    store: &Store,
+    from: UnixMillis,
+    to: UnixMillis,
+) -> anyhow::Result<Vec<PositionFix>> {
+    Ok(store
+        .fixes_between(from, to)
+        .await?
+        .into_iter()
+        .map(|r| PositionFix {
+            inspector: r.inspector,
+            lon: r.lon,
+            lat: r.lat,
+            time: r.time,
+            accuracy_m: r.accuracy,
+        })
+        .collect())
 }
 
 /// The body of a location message or request: WGS-84, time in Unix ms (arrival time when absent).
@@ -161,9 +183,19 @@ impl InspectorTracker {
         }
     }
 
-    /// The accepted fixes since the last call, for the store (patrol coverage is computed from them).
-    pub fn take_pending_fixes(&self) -> Vec<PositionFix> {
+    /// The accepted fixes since the last call, as rows for the store (patrol coverage is computed from
+    /// them).
+    pub fn take_pending_fixes(&self) -> Vec<FixRow> {
         std::mem::take(&mut self.inner.lock().pending)
+            .into_iter()
+            .map(|f| FixRow {
+                inspector: f.inspector,
+                time: f.time,
+                lon: f.lon,
+                lat: f.lat,
+                accuracy: f.accuracy_m,
+            })
+            .collect()
     }
 
     /// Counts fixes the store could not take (coverage will miss them; the board has them).

@@ -399,7 +399,9 @@ impl App {
             .context("outbox relay task failed")?;
         tracing::debug!("outbox relayed");
         // The last accepted fixes (MQTT and HTTP have stopped by now).
-        let _ = self.fix_writer.await;
+        if let Err(e) = self.fix_writer.await {
+            tracing::warn!(error = %e, "inspector fix writer task failed");
+        }
         write_fixes(&inspectors, &self.store).await;
         self.bus.close();
         // The filer drains what the bus still holds (filing cases) before the store closes.
@@ -432,17 +434,7 @@ fn sim_config(settings: &Settings) -> cityops_sim::SimConfig {
 /// Writes the inspectors' accepted fixes taken since the last call (a failed batch is logged and
 /// counted as lost: coverage misses it, dispatch does not, since the board is in memory).
 async fn write_fixes(tracker: &cityops_ingest::inspectors::InspectorTracker, store: &Store) {
-    let fixes: Vec<cityops_store::fixes::FixRow> = tracker
-        .take_pending_fixes()
-        .into_iter()
-        .map(|f| cityops_store::fixes::FixRow {
-            inspector: f.inspector,
-            time: f.time,
-            lon: f.lon,
-            lat: f.lat,
-            accuracy: f.accuracy_m,
-        })
-        .collect();
+    let fixes = tracker.take_pending_fixes();
     if let Err(e) = store.append_fixes(&fixes).await {
         tracker.count_unstored(fixes.len());
         tracing::error!(

@@ -12,7 +12,6 @@ use cityops_core::sla::WorkCalendar;
 use cityops_gis::Geofence;
 use cityops_gis::coverage::{TimeWindow, behind_schedule, fence_visits};
 use cityops_gis::geofence::FenceTrackerConfig;
-use cityops_gis::tracking::PositionFix;
 use cityops_store::Store;
 use tokio::sync::watch;
 
@@ -38,18 +37,7 @@ pub async fn check(
     }
     let day = local.date_naive();
     let window = TimeWindow::local_day(day, offset);
-    let fixes: Vec<PositionFix> = store
-        .fixes_between(window.start, window.end)
-        .await?
-        .into_iter()
-        .map(|r| PositionFix {
-            inspector: r.inspector,
-            lon: r.lon,
-            lat: r.lat,
-            time: r.time,
-            accuracy_m: r.accuracy,
-        })
-        .collect();
+    let fixes = cityops_ingest::inspectors::stored_fixes(store, window.start, window.end).await?;
     let visits = fence_visits(&fixes, fences, &FenceTrackerConfig::default(), day, offset);
     let mut published = 0;
     for behind in behind_schedule(&visits) {
