@@ -3,9 +3,10 @@
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::Row;
 
 use crate::Store;
+use crate::db::SqlBuilder;
 
 /// A component to store: its id, category, cell and the JSON of the whole record.
 #[derive(Debug, Clone)]
@@ -23,12 +24,12 @@ impl Store {
         rows: &[ComponentRow],
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         for chunk in rows.chunks(500) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            let mut qb = SqlBuilder::new(
                 "INSERT INTO components (id, data, category_code, cell, updated_at) ",
             );
-            qb.push_values(chunk, |mut b, row| {
+            qb.push_values(chunk, |b, row| {
                 b.push_bind(&row.id)
                     .push_bind(&row.data)
                     .push_bind(&row.category_code)
@@ -39,7 +40,7 @@ impl Store {
                 " ON CONFLICT (id) DO UPDATE SET data = excluded.data, category_code = excluded.category_code, \
                  cell = excluded.cell, updated_at = excluded.updated_at",
             );
-            qb.build()
+            qb.build()?
                 .execute(&mut *tx)
                 .await
                 .context("Failed to store components")?;

@@ -2,9 +2,10 @@
 //! coverage.
 
 use cityops_core::UnixMillis;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::Row;
 
 use crate::Store;
+use crate::db::SqlBuilder;
 
 /// One accepted fix.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,19 +23,19 @@ impl Store {
         if fixes.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         for chunk in fixes.chunks(500) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            let mut qb = SqlBuilder::new(
                 "INSERT INTO inspector_fixes (inspector, time, lon, lat, accuracy) ",
             );
-            qb.push_values(chunk, |mut b, f| {
+            qb.push_values(chunk, |b, f| {
                 b.push_bind(&f.inspector)
                     .push_bind(f.time)
                     .push_bind(f.lon)
                     .push_bind(f.lat)
                     .push_bind(f.accuracy);
             });
-            qb.build().execute(&mut *tx).await?;
+            qb.build()?.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -46,7 +47,7 @@ impl Store {
         from: UnixMillis,
         to: UnixMillis,
     ) -> anyhow::Result<Vec<FixRow>> {
-        let rows = sqlx::query("SELECT inspector, time, lon, lat, accuracy FROM inspector_fixes WHERE time >= ? AND time < ? ORDER BY time")
+        let rows = sqlx::query("SELECT inspector, time, lon, lat, accuracy FROM inspector_fixes WHERE time >= $1 AND time < $2 ORDER BY time")
             .bind(from)
             .bind(to)
             .fetch_all(self.pool())

@@ -1,27 +1,27 @@
 //! Persistence of cityops: devices, last values, incidents with their evidence and the bus event log.
 //!
-//! SQLite through sqlx by default (a file in the data directory, WAL mode, `synchronous=FULL` so a
-//! committed incident survives a crash). Writes come in batches from one writer task, never one
-//! transaction per reading. Migrations are embedded in the binary and run at open.
+//! SQLite by default (a file in the data directory, WAL mode, `synchronous=FULL` so a committed incident
+//! survives a crash) or PostgreSQL (`postgres://…`), through sqlx with one SQL text for both ([`db`]).
+//! Writes come in batches from one writer task, never one transaction per reading. Migrations of both
+//! dialects are embedded in the binary and run at open.
 
 pub mod cases;
 pub mod components;
+mod db;
 pub mod fixes;
 mod migrations;
 mod rows;
 pub mod users;
-
-use std::str::FromStr;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use cityops_core::{
     Device, DeviceId, GridPlace, Incident, IncidentId, IncidentState, UnixMillis, Value,
     incident::IncidentCleared,
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{AnyPool, Row};
 
+pub use db::Dialect;
+use db::SqlBuilder;
 pub use rows::{DeviceRecord, LastValue};
 
 /// Errors the store reports to callers that must tell them apart.
@@ -128,49 +128,34 @@ pub struct EventRow<'a> {
     pub outbox_id: Option<i64>,
 }
 
-/// The store handle: cheap to clone. Write transactions start with `BEGIN IMMEDIATE`, so two writers
-/// queue on SQLite's busy timeout instead of failing on a read-to-write lock upgrade.
+/// The store handle: cheap to clone. Write transactions start with `BEGIN IMMEDIATE` on SQLite, so two
+/// writers queue on the busy timeout instead of failing on a read-to-write lock upgrade; on PostgreSQL
+/// a transaction locks the rows it reads for change.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    dialect: Dialect,
 }
 
 const META_SEQ_RESERVED: &str = "bus_seq_reserved";
 
 impl Store {
-    /// Opens (creating if needed) the database at `url` (`sqlite://PATH`, `sqlite::memory:`) and migrates it.
+    /// Opens the database at `url` and migrates it: `sqlite://PATH` (created if missing),
+    /// `sqlite::memory:`, or `postgres://USER@HOST:PORT/DB` (the database must exist).
     pub async fn open(url: &str) -> anyhow::Result<Self> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            anyhow::bail!(
-                "database URL {url:?}: PostgreSQL is not supported by this version yet; use sqlite://PATH \
-                 (the default is sqlite://DATA_DIR/cityops.db)"
-            );
-        }
-        if !url.starts_with("sqlite:") {
-            anyhow::bail!("database URL {url:?} is not a sqlite:// URL");
-        }
-        let options = SqliteConnectOptions::from_str(url)
-            .with_context(|| format!("Failed to parse database URL {url:?}"))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let pool = SqlitePoolOptions::new()
-            // An in-memory database exists once per connection: keep exactly one.
-            .max_connections(if in_memory { 1 } else { 4 })
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await
-            .with_context(|| format!("Failed to open database {url}"))?;
-        migrations::sqlite()
-            .run(&pool)
-            .await
-            .with_context(|| format!("Failed to migrate database {url}"))?;
-        Ok(Self { pool })
+        let dialect = Dialect::of_url(url)?;
+        let pool = db::connect(url, dialect).await?;
+        Ok(Self { pool, dialect })
+    }
+
+    /// Which database this store talks to.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Starts a write transaction (see [`Store`]).
+    pub(crate) async fn write_tx(&self) -> sqlx::Result<db::Tx> {
+        db::begin_write(&self.pool, self.dialect).await
     }
 
     /// Closes every connection, waiting for work in flight.
@@ -189,14 +174,14 @@ impl Store {
         source: DeviceSource,
         now: UnixMillis,
     ) -> Result<Registered, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let existing = sqlx::query("SELECT kind, lon, lat FROM devices WHERE id = ?")
+        let mut tx = self.write_tx().await?;
+        let existing = sqlx::query("SELECT kind, lon, lat FROM devices WHERE id = $1")
             .bind(device.id.as_str())
             .fetch_optional(&mut *tx)
             .await?;
         let outcome = match existing {
             None => {
-                sqlx::query("INSERT INTO devices (id, kind, lon, lat, source, created_at, updated_at, grid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+                sqlx::query("INSERT INTO devices (id, kind, lon, lat, source, created_at, updated_at, grid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
                     .bind(device.id.as_str())
                     .bind(device.kind.as_str())
                     .bind(device.lon)
@@ -218,7 +203,7 @@ impl Store {
                 } else if source == DeviceSource::Api {
                     return Err(StoreError::DeviceConflict(device.id.clone()));
                 } else {
-                    sqlx::query("UPDATE devices SET kind = ?, lon = ?, lat = ?, source = ?, updated_at = ?, grid = ? WHERE id = ?")
+                    sqlx::query("UPDATE devices SET kind = $1, lon = $2, lat = $3, source = $4, updated_at = $5, grid = $6 WHERE id = $7")
                         .bind(device.kind.as_str())
                         .bind(device.lon)
                         .bind(device.lat)
@@ -256,10 +241,10 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         rows::insert_incidents(&mut tx, &batch.opened).await?;
         for cleared in &batch.cleared {
-            sqlx::query("UPDATE incidents SET state = 'cleared', cleared_at = ?, clear_value = ? WHERE id = ? AND state = 'open'")
+            sqlx::query("UPDATE incidents SET state = 'cleared', cleared_at = $1, clear_value = $2 WHERE id = $3 AND state = 'open'")
                 .bind(cleared.cleared_at)
                 .bind(value_json(&cleared.value))
                 .bind(cleared.id)
@@ -267,11 +252,13 @@ impl Store {
                 .await?;
         }
         // Multi-row upserts; 5 parameters a row keeps each statement far below SQLite's parameter limit.
-        for chunk in batch.last_values.chunks(500) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+        // One row per device and measurement (PostgreSQL refuses an upsert touching a row twice).
+        let last_values = newest_per_measurement(&batch.last_values);
+        for chunk in last_values.chunks(500) {
+            let mut qb = SqlBuilder::new(
                 "INSERT INTO device_last_values (device_id, name, value, unit, time) ",
             );
-            qb.push_values(chunk, |mut b, lv| {
+            qb.push_values(chunk, |b, lv| {
                 b.push_bind(lv.device_id.as_str())
                     .push_bind(lv.name.as_str())
                     .push_bind(value_json(&lv.value))
@@ -282,7 +269,7 @@ impl Store {
                 " ON CONFLICT (device_id, name) DO UPDATE SET value = excluded.value, unit = excluded.unit, \
                  time = excluded.time WHERE excluded.time >= device_last_values.time",
             );
-            qb.build().execute(&mut *tx).await?;
+            qb.build()?.execute(&mut *tx).await?;
         }
         tx.commit()
             .await
@@ -293,7 +280,7 @@ impl Store {
     // ---- incidents ----
 
     pub async fn incident(&self, id: IncidentId) -> anyhow::Result<Option<Incident>> {
-        let row = sqlx::query("SELECT * FROM incidents WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM incidents WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -320,7 +307,7 @@ impl Store {
 
     pub async fn incidents(&self, query: &IncidentQuery) -> anyhow::Result<IncidentPage> {
         let limit = query.limit.clamp(1, 1000);
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM incidents WHERE 1 = 1");
+        let mut qb = SqlBuilder::new("SELECT * FROM incidents WHERE 1 = 1");
         if let Some(device) = &query.device {
             qb.push(" AND device_id = ")
                 .push_bind(device.as_str().to_string());
@@ -344,7 +331,7 @@ impl Store {
         // One more than asked tells whether there is a next page.
         qb.push(" ORDER BY id DESC LIMIT ")
             .push_bind(i64::from(limit) + 1);
-        let rows = qb.build().fetch_all(&self.pool).await?;
+        let rows = qb.build()?.fetch_all(&self.pool).await?;
         let mut items = rows
             .iter()
             .map(rows::incident_from_row)
@@ -377,19 +364,18 @@ impl Store {
         if events.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         for chunk in events.chunks(500) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT OR IGNORE INTO events (seq, type, time, json, outbox_id) ",
-            );
-            qb.push_values(chunk, |mut b, e| {
+            let mut qb = SqlBuilder::new("INSERT INTO events (seq, type, time, json, outbox_id) ");
+            qb.push_values(chunk, |b, e| {
                 b.push_bind(e.seq as i64)
                     .push_bind(e.event_type)
                     .push_bind(e.time)
                     .push_bind(e.json)
                     .push_bind(e.outbox_id);
             });
-            qb.build().execute(&mut *tx).await?;
+            qb.push(" ON CONFLICT DO NOTHING");
+            qb.build()?.execute(&mut *tx).await?;
         }
         tx.commit()
             .await
@@ -403,14 +389,10 @@ impl Store {
         let mut logged = Vec::new();
         // Chunks keep each statement far below the database's parameter limit.
         for chunk in ids.chunks(500) {
-            let mut qb: QueryBuilder<Sqlite> =
-                QueryBuilder::new("SELECT outbox_id FROM events WHERE outbox_id IN (");
-            let mut list = qb.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
-            }
-            qb.push(") ORDER BY outbox_id");
-            let rows: Vec<i64> = qb.build_query_scalar().fetch_all(&self.pool).await?;
+            let mut qb = SqlBuilder::new("SELECT outbox_id FROM events WHERE outbox_id IN (");
+            qb.push_list(chunk.iter().copied())
+                .push(") ORDER BY outbox_id");
+            let rows: Vec<i64> = qb.build_scalar()?.fetch_all(&self.pool).await?;
             logged.extend(rows);
         }
         Ok(logged)
@@ -419,7 +401,7 @@ impl Store {
     /// Up to `limit` logged events with a sequence number above `after`, in order.
     pub async fn events_after(&self, after: u64, limit: u32) -> anyhow::Result<Vec<StoredEvent>> {
         let rows =
-            sqlx::query("SELECT seq, type, json FROM events WHERE seq > ? ORDER BY seq LIMIT ?")
+            sqlx::query("SELECT seq, type, json FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
                 .bind(after as i64)
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
@@ -439,7 +421,7 @@ impl Store {
         let logged: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
             .fetch_one(&self.pool)
             .await?;
-        let reserved: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+        let reserved: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
             .bind(META_SEQ_RESERVED)
             .fetch_optional(&self.pool)
             .await?;
@@ -450,7 +432,7 @@ impl Store {
     /// Records that sequence numbers up to `seq` may have been handed out, so a restart after a crash
     /// never reuses one a client has already seen.
     pub async fn reserve_bus_seq(&self, seq: u64) -> anyhow::Result<()> {
-        sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
             .bind(META_SEQ_RESERVED)
             .bind(seq.to_string())
             .execute(&self.pool)
@@ -460,7 +442,7 @@ impl Store {
 
     /// Deletes logged events older than `before` (Unix ms); returns how many.
     pub async fn prune_events(&self, before: UnixMillis) -> anyhow::Result<u64> {
-        Ok(sqlx::query("DELETE FROM events WHERE time < ?")
+        Ok(sqlx::query("DELETE FROM events WHERE time < $1")
             .bind(before)
             .execute(&self.pool)
             .await?
@@ -469,9 +451,32 @@ impl Store {
 
     /// The pool, for the store's own modules and for tests that must change rows behind the
     /// application's back.
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
+}
+
+/// The newest of each device's measurements in `values` (the later one on equal times), in first-seen
+/// order.
+fn newest_per_measurement(values: &[LastValue]) -> Vec<&LastValue> {
+    let mut index: std::collections::HashMap<(&str, &str), usize> =
+        std::collections::HashMap::with_capacity(values.len());
+    let mut out: Vec<&LastValue> = Vec::with_capacity(values.len());
+    for lv in values {
+        match index.entry((lv.device_id.as_str(), lv.name.as_str())) {
+            std::collections::hash_map::Entry::Occupied(slot) => {
+                let kept = &mut out[*slot.get()];
+                if lv.time >= kept.time {
+                    *kept = lv;
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(out.len());
+                out.push(lv);
+            }
+        }
+    }
+    out
 }
 
 pub(crate) fn grid_json(grid: &GridPlace) -> String {
@@ -482,5 +487,7 @@ pub(crate) fn value_json(value: &Value) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
+#[cfg(test)]
+mod testing;
 #[cfg(test)]
 mod tests;

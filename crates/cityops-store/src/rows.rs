@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use anyhow::Context as _;
 use cityops_core::{Device, DeviceId, DeviceKind, Incident, IncidentState, UnixMillis, Value};
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
 
+use crate::db::{SqlBuilder, Tx};
 use crate::value_json;
 
 /// The last value of one measurement of one device.
@@ -34,7 +35,7 @@ pub struct DeviceRecord {
     pub last_values: Vec<LastValue>,
 }
 
-pub(crate) fn device_from_row(row: &SqliteRow) -> anyhow::Result<Device> {
+pub(crate) fn device_from_row(row: &AnyRow) -> anyhow::Result<Device> {
     let id: String = row.get("id");
     let kind: String = row.get("kind");
     Ok(Device {
@@ -45,7 +46,7 @@ pub(crate) fn device_from_row(row: &SqliteRow) -> anyhow::Result<Device> {
     })
 }
 
-pub(crate) async fn device_records(pool: &SqlitePool) -> anyhow::Result<Vec<DeviceRecord>> {
+pub(crate) async fn device_records(pool: &AnyPool) -> anyhow::Result<Vec<DeviceRecord>> {
     let rows =
         sqlx::query("SELECT id, kind, lon, lat, source, created_at, grid FROM devices ORDER BY id")
             .fetch_all(pool)
@@ -84,22 +85,19 @@ pub(crate) async fn device_records(pool: &SqlitePool) -> anyhow::Result<Vec<Devi
 
 /// Inserts incidents with multi-row statements: one round trip per 400 incidents instead of one each
 /// (20 parameters a row stays far below SQLite's parameter limit).
-pub(crate) async fn insert_incidents(
-    tx: &mut Transaction<'_, Sqlite>,
-    incidents: &[Incident],
-) -> anyhow::Result<()> {
+pub(crate) async fn insert_incidents(tx: &mut Tx, incidents: &[Incident]) -> anyhow::Result<()> {
     for chunk in incidents.chunks(400) {
         // Serialise first so a serialisation error stops before the statement is built.
         let evidence = chunk
             .iter()
             .map(|i| serde_json::to_string(&i.evidence))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut qb: sqlx::QueryBuilder<Sqlite> = sqlx::QueryBuilder::new(
+        let mut qb = SqlBuilder::new(
             "INSERT INTO incidents (id, device_id, kind, rule_id, category_code, category_name_zh, category_name_en, \
              measurement, value, unit, condition, lon, lat, state, opened_at, cleared_at, clear_value, evidence, \
              grid, cell) ",
         );
-        qb.push_values(chunk.iter().zip(evidence), |mut b, (i, evidence)| {
+        qb.push_values(chunk.iter().zip(evidence), |b, (i, evidence)| {
             b.push_bind(i.id)
                 .push_bind(i.device_id.as_str().to_string())
                 .push_bind(i.kind.as_str().to_string())
@@ -121,7 +119,7 @@ pub(crate) async fn insert_incidents(
                 .push_bind(i.grid.as_ref().map(crate::grid_json))
                 .push_bind(i.grid.as_ref().and_then(|g| g.cell()).map(str::to_string));
         });
-        qb.build().execute(&mut **tx).await.with_context(|| {
+        qb.build()?.execute(&mut **tx).await.with_context(|| {
             format!(
                 "Failed to insert {} incidents (first id {})",
                 chunk.len(),
@@ -132,7 +130,7 @@ pub(crate) async fn insert_incidents(
     Ok(())
 }
 
-pub(crate) fn incident_from_row(row: &SqliteRow) -> anyhow::Result<Incident> {
+pub(crate) fn incident_from_row(row: &AnyRow) -> anyhow::Result<Incident> {
     let id: i64 = row.get("id");
     let parse = |column: &str| -> anyhow::Result<Value> {
         let text: String = row.get(column);

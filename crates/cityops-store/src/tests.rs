@@ -1,12 +1,10 @@
-//! Tests of the SQLite store: registration, the batched write path, incident queries, the event log.
+//! Conformance tests of the store, each run on SQLite and on PostgreSQL: registration, the batched write
+//! path, incident queries, the event log.
 
 use super::*;
+use crate::testing::{TestDb, conformance};
 use cityops_core::incident::EvidenceReading;
 use cityops_core::{DeviceKind, GridPlace};
-
-async fn memory_store() -> Store {
-    Store::open("sqlite::memory:").await.unwrap()
-}
 
 fn device(id: &str, lon: f64) -> Device {
     Device {
@@ -50,9 +48,8 @@ fn incident(id: i64, device_id: &str, opened_at: i64) -> Incident {
     }
 }
 
-#[tokio::test]
-async fn registering_the_same_device_twice_is_not_an_error_but_a_different_one_is() {
-    let store = memory_store().await;
+async fn registering_the_same_device_twice_is_not_an_error_but_a_different_one_is(db: TestDb) {
+    let store = db.open().await;
     assert_eq!(
         store
             .register_device(&device("mc-1", 116.4), None, DeviceSource::Api, 1)
@@ -88,9 +85,8 @@ async fn registering_the_same_device_twice_is_not_an_error_but_a_different_one_i
     assert_eq!(store.devices().await.unwrap()[0].lon, 116.5);
 }
 
-#[tokio::test]
-async fn a_batch_stores_incidents_clears_them_and_keeps_only_the_last_value() {
-    let store = memory_store().await;
+async fn a_batch_stores_incidents_clears_them_and_keeps_only_the_last_value(db: TestDb) {
+    let store = db.open().await;
     let lv = |value: f64, time: i64| LastValue {
         device_id: DeviceId::new("mc-1").unwrap(),
         name: "tilt".into(),
@@ -140,9 +136,8 @@ async fn a_batch_stores_incidents_clears_them_and_keeps_only_the_last_value() {
     assert!(store.open_incidents().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn the_database_refuses_a_second_open_incident_for_the_same_device_and_rule() {
-    let store = memory_store().await;
+async fn the_database_refuses_a_second_open_incident_for_the_same_device_and_rule(db: TestDb) {
+    let store = db.open().await;
     store
         .apply(&WriteBatch {
             opened: vec![incident(1, "mc-1", 1)],
@@ -164,9 +159,8 @@ async fn the_database_refuses_a_second_open_incident_for_the_same_device_and_rul
     );
 }
 
-#[tokio::test]
-async fn incidents_filter_and_page_newest_first() {
-    let store = memory_store().await;
+async fn incidents_filter_and_page_newest_first(db: TestDb) {
+    let store = db.open().await;
     let mut batch = WriteBatch::default();
     for id in 1..=25 {
         batch
@@ -251,9 +245,8 @@ async fn incidents_filter_and_page_newest_first() {
     assert!(cleared.items.is_empty());
 }
 
-#[tokio::test]
-async fn event_log_appends_idempotently_and_replays_in_order() {
-    let store = memory_store().await;
+async fn event_log_appends_idempotently_and_replays_in_order(db: TestDb) {
+    let store = db.open().await;
     let rows: Vec<EventRow> = (1..=5)
         .map(|seq| EventRow {
             seq,
@@ -276,32 +269,31 @@ async fn event_log_appends_idempotently_and_replays_in_order() {
     assert_eq!(store.prune_events(3).await.unwrap(), 2);
 }
 
-#[tokio::test]
-async fn a_file_database_keeps_its_data_across_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("c.db").display());
-    let store = Store::open(&url).await.unwrap();
+async fn a_database_keeps_its_data_across_reopen(db: TestDb) {
+    let store = db.open().await;
     store
         .register_device(&device("mc-1", 116.4), None, DeviceSource::Api, 1)
         .await
         .unwrap();
     store.close().await;
-    let again = Store::open(&url).await.unwrap();
+    let again = db.open().await;
     assert_eq!(again.devices().await.unwrap().len(), 1);
 }
 
 #[tokio::test]
-async fn postgres_urls_get_a_clear_error() {
-    let err = Store::open("postgres://localhost/x")
+async fn other_urls_get_a_clear_error() {
+    let err = Store::open("mysql://localhost/x")
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("sqlite://"), "{err}");
+    assert!(
+        err.contains("sqlite://") && err.contains("postgres://"),
+        "{err}"
+    );
 }
 
-#[tokio::test]
-async fn event_log_skips_a_second_copy_of_an_outbox_event() {
-    let store = memory_store().await;
+async fn event_log_skips_a_second_copy_of_an_outbox_event(db: TestDb) {
+    let store = db.open().await;
     let row = |seq, outbox_id| EventRow {
         seq,
         event_type: "case.created",
@@ -332,3 +324,13 @@ async fn event_log_skips_a_second_copy_of_an_outbox_event() {
     );
     assert!(store.logged_outbox_ids(&[]).await.unwrap().is_empty());
 }
+
+conformance!(
+    registering_the_same_device_twice_is_not_an_error_but_a_different_one_is,
+    a_batch_stores_incidents_clears_them_and_keeps_only_the_last_value,
+    the_database_refuses_a_second_open_incident_for_the_same_device_and_rule,
+    incidents_filter_and_page_newest_first,
+    event_log_appends_idempotently_and_replays_in_order,
+    a_database_keeps_its_data_across_reopen,
+    event_log_skips_a_second_copy_of_an_outbox_event,
+);

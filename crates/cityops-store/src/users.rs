@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use cityops_auth::{Role, User};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use crate::{Store, StoreError};
 
@@ -27,9 +27,9 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<User, StoreError> {
         let now_ms = now.timestamp_millis();
-        let result = sqlx::query(
+        let result = sqlx::query_scalar::<_, i64>(
             "INSERT INTO users (username, display_name, role, department, disabled, password_hash, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, 0, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, 0, $5, $6, $7) RETURNING id",
         )
         .bind(user.username)
         .bind(user.display_name)
@@ -38,11 +38,11 @@ impl Store {
         .bind(user.password_hash)
         .bind(now_ms)
         .bind(now_ms)
-        .execute(self.pool())
+        .fetch_one(self.pool())
         .await;
         match result {
-            Ok(done) => Ok(self
-                .user_by_id(done.last_insert_rowid())
+            Ok(id) => Ok(self
+                .user_by_id(id)
                 .await?
                 .context("the user just inserted is missing")?),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
@@ -53,7 +53,7 @@ impl Store {
     }
 
     pub async fn user_by_name(&self, username: &str) -> anyhow::Result<Option<User>> {
-        let row = sqlx::query("SELECT * FROM users WHERE username = ?")
+        let row = sqlx::query("SELECT * FROM users WHERE username = $1")
             .bind(username)
             .fetch_optional(self.pool())
             .await?;
@@ -61,7 +61,7 @@ impl Store {
     }
 
     pub async fn user_by_id(&self, id: i64) -> anyhow::Result<Option<User>> {
-        let row = sqlx::query("SELECT * FROM users WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM users WHERE id = $1")
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
@@ -83,7 +83,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> anyhow::Result<bool> {
         let done =
-            sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE username = ?")
+            sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE username = $3")
                 .bind(password_hash)
                 .bind(now.timestamp_millis())
                 .bind(username)
@@ -99,17 +99,18 @@ impl Store {
         disabled: bool,
         now: DateTime<Utc>,
     ) -> anyhow::Result<bool> {
-        let done = sqlx::query("UPDATE users SET disabled = ?, updated_at = ? WHERE username = ?")
-            .bind(disabled)
-            .bind(now.timestamp_millis())
-            .bind(username)
-            .execute(self.pool())
-            .await?;
+        let done =
+            sqlx::query("UPDATE users SET disabled = $1, updated_at = $2 WHERE username = $3")
+                .bind(i64::from(disabled))
+                .bind(now.timestamp_millis())
+                .bind(username)
+                .execute(self.pool())
+                .await?;
         Ok(done.rows_affected() == 1)
     }
 }
 
-fn user_from_row(row: &SqliteRow) -> anyhow::Result<User> {
+fn user_from_row(row: &AnyRow) -> anyhow::Result<User> {
     let role: String = row.get("role");
     let created_at: i64 = row.get("created_at");
     Ok(User {

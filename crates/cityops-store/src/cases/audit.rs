@@ -22,8 +22,8 @@ use cityops_core::case::{CaseState, Role};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use super::{CaseId, CaseStoreError};
 use crate::Store;
@@ -164,11 +164,11 @@ struct Stored {
 
 /// Appends a record to the case's chain and moves the head on the case; returns the record's seq.
 pub(super) async fn append(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     entry: &Entry<'_>,
 ) -> Result<i64, CaseStoreError> {
     let (head_seq, head_hash): (i64, String) =
-        sqlx::query_as("SELECT audit_seq, audit_hash FROM cases WHERE id = ?")
+        sqlx::query_as("SELECT audit_seq, audit_hash FROM cases WHERE id = $1")
             .bind(entry.case_id)
             .fetch_one(&mut *conn)
             .await
@@ -189,7 +189,7 @@ pub(super) async fn append(
     let hash = fields.hash(&head_hash);
     sqlx::query(
         "INSERT INTO case_audit (case_id, seq, at, actor, role, action, from_state, to_state, note, evidence, \
-         payload, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         payload, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(fields.case_id)
     .bind(fields.seq)
@@ -207,7 +207,7 @@ pub(super) async fn append(
     .execute(&mut *conn)
     .await
     .with_context(|| format!("Failed to append to the audit trail of case {}", entry.case_id))?;
-    sqlx::query("UPDATE cases SET audit_seq = ?, audit_hash = ? WHERE id = ?")
+    sqlx::query("UPDATE cases SET audit_seq = $1, audit_hash = $2 WHERE id = $3")
         .bind(fields.seq)
         .bind(&hash)
         .bind(entry.case_id)
@@ -223,7 +223,7 @@ impl Store {
         self.case_head(case_id)
             .await?
             .ok_or_else(|| CaseStoreError::NotFound(format!("case {case_id}")))?;
-        let rows = sqlx::query("SELECT * FROM case_audit WHERE case_id = ? ORDER BY seq")
+        let rows = sqlx::query("SELECT * FROM case_audit WHERE case_id = $1 ORDER BY seq")
             .bind(case_id)
             .fetch_all(&self.pool)
             .await?;
@@ -236,7 +236,7 @@ impl Store {
     /// Checks one case's chain (for `cityops audit verify` and the case page).
     pub async fn verify_audit(&self, case_id: CaseId) -> Result<AuditVerdict, CaseStoreError> {
         let head = self.case_head(case_id).await?;
-        let rows = sqlx::query("SELECT * FROM case_audit WHERE case_id = ? ORDER BY seq")
+        let rows = sqlx::query("SELECT * FROM case_audit WHERE case_id = $1 ORDER BY seq")
             .bind(case_id)
             .fetch_all(&self.pool)
             .await?;
@@ -254,7 +254,7 @@ impl Store {
         let mut after: CaseId = 0;
         loop {
             let heads: Vec<(CaseId, i64, String)> = sqlx::query_as(
-                "SELECT id, audit_seq, audit_hash FROM cases WHERE id > ? ORDER BY id LIMIT ?",
+                "SELECT id, audit_seq, audit_hash FROM cases WHERE id > $1 ORDER BY id LIMIT $2",
             )
             .bind(after)
             .bind(VERIFY_BATCH)
@@ -264,7 +264,7 @@ impl Store {
                 break;
             };
             let rows = sqlx::query(
-                "SELECT * FROM case_audit WHERE case_id BETWEEN ? AND ? ORDER BY case_id, seq",
+                "SELECT * FROM case_audit WHERE case_id BETWEEN $1 AND $2 ORDER BY case_id, seq",
             )
             .bind(first.0)
             .bind(last.0)
@@ -296,7 +296,7 @@ impl Store {
     /// The audit head kept on the case (last seq and hash), `None` if there is no such case.
     async fn case_head(&self, case_id: CaseId) -> Result<Option<(i64, String)>, CaseStoreError> {
         Ok(
-            sqlx::query_as("SELECT audit_seq, audit_hash FROM cases WHERE id = ?")
+            sqlx::query_as("SELECT audit_seq, audit_hash FROM cases WHERE id = $1")
                 .bind(case_id)
                 .fetch_optional(&self.pool)
                 .await?,
@@ -359,7 +359,7 @@ fn verify_chain(head: Option<&(i64, String)>, chain: &[Stored]) -> AuditVerdict 
     verdict(None)
 }
 
-fn stored_from_row(row: &SqliteRow) -> Stored {
+fn stored_from_row(row: &AnyRow) -> Stored {
     let fields = || -> Result<Fields, String> {
         let evidence: String = row.try_get("evidence").map_err(|e| e.to_string())?;
         let payload: String = row.try_get("payload").map_err(|e| e.to_string())?;
@@ -387,7 +387,7 @@ fn stored_from_row(row: &SqliteRow) -> Stored {
     }
 }
 
-fn record_from_row(row: &SqliteRow) -> anyhow::Result<AuditRecord> {
+fn record_from_row(row: &AnyRow) -> anyhow::Result<AuditRecord> {
     let case_id: i64 = row.try_get("case_id")?;
     let seq: i64 = row.try_get("seq")?;
     let context = || format!("audit record {seq} of case {case_id}");

@@ -14,8 +14,8 @@ use cityops_core::UnixMillis;
 use cityops_core::sla::{ClockEffect, SlaStage, StageClock, WorkCalendar};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use super::outbox::{self, CASE_SLA_OVERDUE, CASE_SLA_WARNING, NewOutboxEvent};
 use super::{CaseId, CaseStoreError, check_fresh_clock, invalid};
@@ -211,7 +211,7 @@ pub(super) fn plan(
 
 /// Writes a plan: the changed clock first (a started clock must not meet an active one).
 pub(super) async fn write(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     case_id: CaseId,
     plan: &Plan,
     policy: &SlaPolicy<'_>,
@@ -225,15 +225,15 @@ pub(super) async fn write(
             flag && instant.is_none_or(|instant| instant <= at_ms)
         };
         sqlx::query(
-            "UPDATE case_clocks SET clock = ?, deadline_at = ?, warning_at = ?, warned = ?, \
-             overdue_notified = ?, active = ? WHERE id = ?",
+            "UPDATE case_clocks SET clock = $1, deadline_at = $2, warning_at = $3, warned = $4, \
+             overdue_notified = $5, active = $6 WHERE id = $7",
         )
         .bind(serde_json::to_string(clock).context("clock")?)
         .bind(deadline_at)
         .bind(warning_at)
-        .bind(still_notified(old.warned, warning_at))
-        .bind(still_notified(old.overdue_notified, deadline_at))
-        .bind(!clock.is_stopped())
+        .bind(i64::from(still_notified(old.warned, warning_at)))
+        .bind(i64::from(still_notified(old.overdue_notified, deadline_at)))
+        .bind(i64::from(!clock.is_stopped()))
         .bind(old.id)
         .execute(&mut *conn)
         .await
@@ -247,7 +247,7 @@ pub(super) async fn write(
 
 /// Inserts the running clock of a stage.
 pub(super) async fn insert(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     case_id: CaseId,
     clock: &StageClock,
     policy: &SlaPolicy<'_>,
@@ -255,7 +255,7 @@ pub(super) async fn insert(
     let (deadline_at, warning_at) = policy.instants(clock);
     sqlx::query(
         "INSERT INTO case_clocks (case_id, stage, clock, started_at, deadline_at, warning_at, warned, \
-         overdue_notified, active) VALUES (?, ?, ?, ?, ?, ?, 0, 0, ?)",
+         overdue_notified, active) VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7)",
     )
     .bind(case_id)
     .bind(clock.stage().as_str())
@@ -263,7 +263,7 @@ pub(super) async fn insert(
     .bind(clock.started_at().timestamp_millis())
     .bind(deadline_at)
     .bind(warning_at)
-    .bind(!clock.is_stopped())
+    .bind(i64::from(!clock.is_stopped()))
     .execute(&mut *conn)
     .await
     .with_context(|| {
@@ -276,7 +276,7 @@ pub(super) async fn insert(
 }
 
 /// Reads the `clock_*` columns of [`clock_columns!`]; `None` when the left join found no clock.
-pub(super) fn clock_from_row(row: &SqliteRow) -> anyhow::Result<Option<CaseClock>> {
+pub(super) fn clock_from_row(row: &AnyRow) -> anyhow::Result<Option<CaseClock>> {
     let Some(id) = row.try_get::<Option<i64>, _>("clock_id")? else {
         return Ok(None);
     };
@@ -289,9 +289,9 @@ pub(super) fn clock_from_row(row: &SqliteRow) -> anyhow::Result<Option<CaseClock
         stage: clock.stage(),
         deadline_at: row.try_get("clock_deadline_at")?,
         warning_at: row.try_get("clock_warning_at")?,
-        warned: row.try_get("clock_warned")?,
-        overdue_notified: row.try_get("clock_overdue_notified")?,
-        active: row.try_get("clock_active")?,
+        warned: row.try_get::<i64, _>("clock_warned")? != 0,
+        overdue_notified: row.try_get::<i64, _>("clock_overdue_notified")? != 0,
+        active: row.try_get::<i64, _>("clock_active")? != 0,
         clock,
     }))
 }
@@ -302,7 +302,7 @@ impl Store {
         let rows = sqlx::query(concat!(
             "SELECT ",
             clock_columns!(),
-            " FROM case_clocks k WHERE k.case_id = ? ORDER BY k.id"
+            " FROM case_clocks k WHERE k.case_id = $1 ORDER BY k.id"
         ))
         .bind(case_id)
         .fetch_all(&self.pool)
@@ -327,13 +327,13 @@ impl Store {
         let rows = sqlx::query(
             "SELECT k.id AS clock_id, k.case_id, c.number, k.stage, 'overdue' AS kind, k.deadline_at AS due_at \
              FROM case_clocks k JOIN cases c ON c.id = k.case_id \
-             WHERE k.active = 1 AND k.overdue_notified = 0 AND k.deadline_at < ? \
+             WHERE k.active = 1 AND k.overdue_notified = 0 AND k.deadline_at < $1 \
              UNION ALL \
              SELECT k.id AS clock_id, k.case_id, c.number, k.stage, 'warning' AS kind, k.warning_at AS due_at \
              FROM case_clocks k JOIN cases c ON c.id = k.case_id \
-             WHERE k.active = 1 AND k.warned = 0 AND k.warning_at <= ? \
-             AND (k.overdue_notified = 1 OR k.deadline_at IS NULL OR k.deadline_at >= ?) \
-             ORDER BY due_at, clock_id LIMIT ?",
+             WHERE k.active = 1 AND k.warned = 0 AND k.warning_at <= $2 \
+             AND (k.overdue_notified = 1 OR k.deadline_at IS NULL OR k.deadline_at >= $3) \
+             ORDER BY due_at, clock_id LIMIT $4",
         )
         .bind(now)
         .bind(now)
@@ -373,15 +373,15 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, CaseStoreError> {
         let now_ms = now.timestamp_millis();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let sql = match due.kind {
             DueKind::Warning => {
-                "UPDATE case_clocks SET warned = 1 WHERE id = ? AND case_id = ? AND active = 1 \
-                 AND warned = 0 AND warning_at <= ?"
+                "UPDATE case_clocks SET warned = 1 WHERE id = $1 AND case_id = $2 AND active = 1 \
+                 AND warned = 0 AND warning_at <= $3"
             }
             DueKind::Overdue => {
-                "UPDATE case_clocks SET overdue_notified = 1, warned = 1 WHERE id = ? AND case_id = ? \
-                 AND active = 1 AND overdue_notified = 0 AND deadline_at < ?"
+                "UPDATE case_clocks SET overdue_notified = 1, warned = 1 WHERE id = $1 AND case_id = $2 \
+                 AND active = 1 AND overdue_notified = 0 AND deadline_at < $3"
             }
         };
         let marked = sqlx::query(sql)

@@ -100,10 +100,10 @@ use cityops_core::sla::{ClockEffect, StageClock};
 use cityops_core::{CategoryClass, DeviceId, GeoPoint, GridPlace, IncidentId, UnixMillis};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 use std::fmt;
 
-use crate::Store;
+use crate::{Dialect, Store};
 
 pub use audit::{AuditFault, AuditRecord, AuditVerdict, GENESIS_HASH};
 pub use clocks::{CaseClock, ClockChanges, DueClock, DueKind, SlaPolicy};
@@ -288,9 +288,9 @@ impl Store {
         let date = at.with_timezone(&sla.calendar.utc_offset()).date_naive();
         let prefix = format!("{}{}", new.category, date.format("%Y%m%d"));
 
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let sequence: i64 = sqlx::query_scalar(
-            "INSERT INTO case_sequences (prefix, last) VALUES (?, 1) \
+            "INSERT INTO case_sequences (prefix, last) VALUES ($1, 1) \
              ON CONFLICT (prefix) DO UPDATE SET last = case_sequences.last + 1 RETURNING last",
         )
         .bind(&prefix)
@@ -305,7 +305,7 @@ impl Store {
             "INSERT INTO cases (number, category_code, class, state, state_code, source, title, description, \
              address, lon, lat, grid, cell, reporter, verification_required, incident_id, device_id, version, \
              created_at, updated_at, audit_seq, audit_hash) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, 0, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, 1, $18, $19, 0, $20) RETURNING id",
         )
         .bind(&number)
         .bind(&new.category)
@@ -321,7 +321,7 @@ impl Store {
         .bind(new.grid.as_ref().map(crate::grid_json))
         .bind(new.grid.as_ref().and_then(GridPlace::cell))
         .bind(&new.reporter)
-        .bind(new.verification_required)
+        .bind(i64::from(new.verification_required))
         .bind(new.incident_id)
         .bind(new.device_id.as_ref().map(DeviceId::as_str))
         .bind(at_ms)
@@ -400,8 +400,8 @@ impl Store {
         let evidence = evidence_of(change)?;
         let at_ms = change.at.timestamp_millis();
 
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let case = load(&mut tx, change.case_id).await?;
+        let mut tx = self.write_tx().await?;
+        let case = load_for_change(&mut tx, self.dialect, change.case_id).await?;
         let stale_version = change
             .expected_version
             .is_some_and(|expected| expected != case.version);
@@ -462,11 +462,11 @@ impl Store {
         }
         let extended = matches!(t.clock, ClockEffect::Extend(_));
         let updated = sqlx::query(
-            "UPDATE cases SET state = ?, state_code = ?, department = ?, inspector = ?, version = version + 1, \
-             updated_at = ?, closed_at = ?, closure_type = ?, satisfaction = ?, \
-             rework_count = rework_count + ?, wrong_dispatch_count = wrong_dispatch_count + ?, \
-             extension_count = extension_count + ?, reopen_count = reopen_count + ? \
-             WHERE id = ? AND version = ? AND state = ?",
+            "UPDATE cases SET state = $1, state_code = $2, department = $3, inspector = $4, version = version + 1, \
+             updated_at = $5, closed_at = $6, closure_type = $7, satisfaction = $8, \
+             rework_count = rework_count + $9, wrong_dispatch_count = wrong_dispatch_count + $10, \
+             extension_count = extension_count + $11, reopen_count = reopen_count + $12 \
+             WHERE id = $13 AND version = $14 AND state = $15",
         )
         .bind(t.to.as_str())
         .bind(i64::from(t.to.code()))
@@ -486,7 +486,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() != 1 {
-            // Cannot happen under BEGIN IMMEDIATE; kept so a weaker isolation can never lose a change.
+            // Cannot happen: SQLite's write lock or PostgreSQL's row lock is held since the read.
             return Err(anyhow::anyhow!("case {} changed under a write lock", case.number).into());
         }
 
@@ -542,7 +542,7 @@ impl Store {
 
     /// The case with this id.
     pub async fn case(&self, id: CaseId) -> Result<Case, CaseStoreError> {
-        let row = sqlx::query(&format!("{} WHERE c.id = ?", rows::CASE_SELECT))
+        let row = sqlx::query(&format!("{} WHERE c.id = $1", rows::CASE_SELECT))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -554,7 +554,7 @@ impl Store {
 
     /// The case with this number (`E05032026041001`).
     pub async fn case_by_number(&self, number: &str) -> Result<Case, CaseStoreError> {
-        let row = sqlx::query(&format!("{} WHERE c.number = ?", rows::CASE_SELECT))
+        let row = sqlx::query(&format!("{} WHERE c.number = $1", rows::CASE_SELECT))
             .bind(number)
             .fetch_optional(&self.pool)
             .await?;
@@ -566,8 +566,30 @@ impl Store {
 }
 
 /// Reads a case inside a transaction.
-async fn load(conn: &mut SqliteConnection, id: CaseId) -> Result<Case, CaseStoreError> {
-    let row = sqlx::query(&format!("{} WHERE c.id = ?", rows::CASE_SELECT))
+async fn load(conn: &mut AnyConnection, id: CaseId) -> Result<Case, CaseStoreError> {
+    let row = sqlx::query(&format!("{} WHERE c.id = $1", rows::CASE_SELECT))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match row {
+        Some(row) => Ok(rows::case_from_row(&row)?),
+        None => Err(CaseStoreError::NotFound(format!("case {id}"))),
+    }
+}
+
+/// Reads a case inside a write transaction and locks it against concurrent changes until the commit
+/// (SQLite's transaction already holds the database's write lock).
+async fn load_for_change(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    id: CaseId,
+) -> Result<Case, CaseStoreError> {
+    let sql = format!(
+        "{} WHERE c.id = $1{}",
+        rows::CASE_SELECT,
+        dialect.lock_rows_of("c")
+    );
+    let row = sqlx::query(&sql)
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?;

@@ -7,7 +7,9 @@ use cityops_core::UnixMillis;
 use cityops_core::case::ActionKind;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{AnyConnection, Row};
+
+use crate::db::SqlBuilder;
 
 use super::{CaseId, CaseStoreError};
 use crate::Store;
@@ -83,12 +85,12 @@ impl OutboxEvent {
 
 /// Adds an event inside the caller's transaction; returns its id.
 pub(super) async fn insert(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     event: &NewOutboxEvent,
     at: UnixMillis,
 ) -> Result<i64, CaseStoreError> {
     let id = sqlx::query_scalar(
-        "INSERT INTO outbox (created_at, event_type, case_id, payload) VALUES (?, ?, ?, ?) RETURNING id",
+        "INSERT INTO outbox (created_at, event_type, case_id, payload) VALUES ($1, $2, $3, $4) RETURNING id",
     )
     .bind(at)
     .bind(&event.event_type)
@@ -105,7 +107,7 @@ impl Store {
     pub async fn pending_outbox(&self, limit: u32) -> Result<Vec<OutboxEvent>, CaseStoreError> {
         let rows = sqlx::query(
             "SELECT id, created_at, event_type, case_id, payload, published_at FROM outbox \
-             WHERE published_at IS NULL ORDER BY id LIMIT ?",
+             WHERE published_at IS NULL ORDER BY id LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -139,19 +141,15 @@ impl Store {
             return Ok(0);
         }
         let mut marked = 0;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         // Chunks keep each statement far below the database's parameter limit.
         for chunk in ids.chunks(500) {
-            let mut qb: QueryBuilder<Sqlite> =
-                QueryBuilder::new("UPDATE outbox SET published_at = ");
+            let mut qb = SqlBuilder::new("UPDATE outbox SET published_at = ");
             qb.push_bind(at.timestamp_millis())
-                .push(" WHERE published_at IS NULL AND id IN (");
-            let mut list = qb.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
-            }
-            qb.push(")");
-            marked += qb.build().execute(&mut *tx).await?.rows_affected();
+                .push(" WHERE published_at IS NULL AND id IN (")
+                .push_list(chunk.iter().copied())
+                .push(")");
+            marked += qb.build()?.execute(&mut *tx).await?.rows_affected();
         }
         tx.commit()
             .await

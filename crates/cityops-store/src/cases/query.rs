@@ -5,10 +5,10 @@
 //! repeat nor shift a page. Cases without a deadline (no running clock, or suspended) sort last in both
 //! deadline orders.
 
+use crate::db::SqlBuilder;
 use chrono::{DateTime, Utc};
 use cityops_core::case::{CaseState, Source};
 use serde::{Deserialize, Serialize};
-use sqlx::{QueryBuilder, Sqlite};
 use std::fmt;
 use std::str::FromStr;
 
@@ -180,7 +180,7 @@ impl Store {
             n => n.min(MAX_PAGE),
         };
         let sort = query.sort;
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(rows::CASE_SELECT);
+        let mut qb = SqlBuilder::new(rows::CASE_SELECT);
         qb.push(" WHERE 1 = 1");
         if let Some(state) = query.state {
             qb.push(" AND c.state = ").push_bind(state.as_str());
@@ -267,7 +267,7 @@ impl Store {
             sort.key_sql()
         ))
         .push_bind(i64::from(limit) + 1);
-        let found = qb.build().fetch_all(&self.pool).await?;
+        let found = qb.build()?.fetch_all(&self.pool).await?;
         let mut items = found
             .iter()
             .map(rows::case_from_row)

@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use cityops_core::case::{CaseNumber, CaseState, ClosureType, Source};
 use cityops_core::{CategoryClass, DeviceId};
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::Case;
 use super::clocks::clock_from_row;
@@ -31,7 +31,7 @@ fn parse_class(text: &str) -> Option<CategoryClass> {
     }
 }
 
-pub(super) fn case_from_row(row: &SqliteRow) -> anyhow::Result<Case> {
+pub(super) fn case_from_row(row: &AnyRow) -> anyhow::Result<Case> {
     let id: i64 = row.try_get("id")?;
     let number: String = row.try_get("number")?;
     let context = |what: &str| format!("case {id} ({number}): {what}");
@@ -66,7 +66,7 @@ pub(super) fn case_from_row(row: &SqliteRow) -> anyhow::Result<Case> {
             .transpose()
             .with_context(|| context("grid"))?,
         reporter: row.try_get("reporter")?,
-        verification_required: row.try_get("verification_required")?,
+        verification_required: row.try_get::<i64, _>("verification_required")? != 0,
         department: row.try_get("department")?,
         inspector: row.try_get("inspector")?,
         incident_id: row.try_get("incident_id")?,

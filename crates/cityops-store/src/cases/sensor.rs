@@ -33,7 +33,7 @@ impl Store {
         device: &DeviceId,
     ) -> Result<Option<Case>, CaseStoreError> {
         let id: Option<CaseId> = sqlx::query_scalar(
-            "SELECT id FROM cases WHERE device_id = ? AND state NOT IN ('closed', 'evaluated', 'declined', 'voided') \
+            "SELECT id FROM cases WHERE device_id = $1 AND state NOT IN ('closed', 'evaluated', 'declined', 'voided') \
              ORDER BY id DESC LIMIT 1",
         )
         .bind(device.as_str())
@@ -51,7 +51,7 @@ impl Store {
         incident_id: i64,
     ) -> Result<Option<CaseId>, CaseStoreError> {
         Ok(
-            sqlx::query_scalar("SELECT id FROM cases WHERE incident_id = ? LIMIT 1")
+            sqlx::query_scalar("SELECT id FROM cases WHERE incident_id = $1 LIMIT 1")
                 .bind(incident_id)
                 .fetch_optional(self.pool())
                 .await?,
@@ -71,7 +71,7 @@ impl Store {
         let at_ms = at.timestamp_millis();
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let case = load(&mut tx, case_id).await?;
-        sqlx::query("UPDATE cases SET version = version + 1, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE cases SET version = version + 1, updated_at = $1 WHERE id = $2")
             .bind(at_ms)
             .bind(case_id)
             .execute(&mut *tx)

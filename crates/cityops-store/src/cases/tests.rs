@@ -12,6 +12,7 @@ use cityops_core::case::{Action, ClosureType, transition};
 use cityops_core::sla::{ClockKind, SlaStage, WorkCalendar};
 
 use super::*;
+use crate::testing::{TestDb, conformance};
 
 const PHOTO: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 const CELL: &str = "110101001001001";
@@ -91,13 +92,10 @@ struct World {
 }
 
 impl World {
-    async fn memory() -> Self {
-        Self::open("sqlite::memory:").await
-    }
-
-    async fn open(url: &str) -> Self {
+    /// The store on `db`, opened (again) as at a start.
+    async fn open(db: &TestDb) -> Self {
         Self {
-            store: Store::open(url).await.unwrap(),
+            store: db.open().await,
             calendar: WorkCalendar::default(),
         }
     }
@@ -215,9 +213,8 @@ fn lifecycle() -> Vec<(i64, Action, Role)> {
 
 // ---- numbering ----
 
-#[tokio::test]
-async fn numbers_run_per_category_and_local_day() {
-    let w = World::memory().await;
+async fn numbers_run_per_category_and_local_day(db: TestDb) {
+    let w = World::open(&db).await;
     let mut numbers = Vec::new();
     for minute in 0..3 {
         let at = plus(t("2026-04-10 09:00"), minute);
@@ -259,11 +256,8 @@ async fn numbers_run_per_category_and_local_day() {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn numbers_stay_unique_under_concurrent_creates() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("cases.db").display());
-    let w = World::open(&url).await;
+async fn numbers_stay_unique_under_concurrent_creates(db: TestDb) {
+    let w = World::open(&db).await;
     let at = t("2026-04-10 10:00");
     let mut tasks = Vec::new();
     for _ in 0..40 {
@@ -288,9 +282,8 @@ async fn numbers_stay_unique_under_concurrent_creates() {
     assert_eq!(w.count("outbox").await, 40);
 }
 
-#[tokio::test]
-async fn bad_new_cases_are_refused_and_change_nothing() {
-    let w = World::memory().await;
+async fn bad_new_cases_are_refused_and_change_nothing(db: TestDb) {
+    let w = World::open(&db).await;
     let at = t("2026-04-10 09:00");
     let cases: Vec<(&str, NewCase)> = vec![
         ("category", new_case("X0101", at)),
@@ -355,9 +348,8 @@ async fn bad_new_cases_are_refused_and_change_nothing() {
 
 // ---- the lifecycle ----
 
-#[tokio::test]
-async fn a_whole_lifecycle_is_recorded_one_audit_record_and_one_event_per_step() {
-    let w = World::memory().await;
+async fn a_whole_lifecycle_is_recorded_one_audit_record_and_one_event_per_step(db: TestDb) {
+    let w = World::open(&db).await;
     let start = t("2026-04-10 09:00");
     let mut case = w.report("C0101", start).await;
     assert_eq!((case.state, case.version), (CaseState::Reported, 1));
@@ -489,9 +481,8 @@ async fn a_whole_lifecycle_is_recorded_one_audit_record_and_one_event_per_step()
     );
 }
 
-#[tokio::test]
-async fn returns_reworks_callbacks_and_reopenings_are_counted() {
-    let w = World::memory().await;
+async fn returns_reworks_callbacks_and_reopenings_are_counted(db: TestDb) {
+    let w = World::open(&db).await;
     let start = t("2026-04-10 09:00");
     let new = NewCase {
         source: Source::Citizen,
@@ -597,9 +588,8 @@ async fn returns_reworks_callbacks_and_reopenings_are_counted() {
     assert_eq!(last[12].event_type, "case.evaluated");
 }
 
-#[tokio::test]
-async fn an_emergency_can_start_registered_on_a_24_hour_clock() {
-    let w = World::memory().await;
+async fn an_emergency_can_start_registered_on_a_24_hour_clock(db: TestDb) {
+    let w = World::open(&db).await;
     let at = t("2026-04-11 02:00"); // a Saturday night
     let new = NewCase {
         source: Source::Sensor,
@@ -647,9 +637,8 @@ async fn an_emergency_can_start_registered_on_a_24_hour_clock() {
 
 // ---- conflicts and failures ----
 
-#[tokio::test]
-async fn a_stale_version_or_state_is_a_conflict_and_changes_nothing() {
-    let w = World::memory().await;
+async fn a_stale_version_or_state_is_a_conflict_and_changes_nothing(db: TestDb) {
+    let w = World::open(&db).await;
     let start = t("2026-04-10 09:00");
     let reported = w.report("C0101", start).await;
     let accepted = w
@@ -716,9 +705,8 @@ async fn a_stale_version_or_state_is_a_conflict_and_changes_nothing() {
     assert_eq!(w.count("outbox").await, counts.1 + 1);
 }
 
-#[tokio::test]
-async fn a_failure_inside_the_transaction_leaves_nothing_behind() {
-    let w = World::memory().await;
+async fn a_failure_inside_the_transaction_leaves_nothing_behind(db: TestDb) {
+    let w = World::open(&db).await;
     let start = t("2026-04-10 09:00");
     let case = w.report("C0101", start).await;
     let case = w
@@ -738,11 +726,9 @@ async fn a_failure_inside_the_transaction_leaves_nothing_behind() {
     let before = snapshot(&w, case.id).await;
 
     // The outbox insert is the last write of a change: make it fail after everything else was written.
-    w.sql(
-        "CREATE TRIGGER fail_outbox BEFORE INSERT ON outbox \
-         BEGIN SELECT RAISE(ABORT, 'the outbox is broken'); END",
-    )
-    .await;
+    for sql in db.break_inserts("outbox", "fail_outbox") {
+        w.sql(&sql).await;
+    }
     let err = w
         .try_act(&case, Action::Register, Role::ShiftLead, plus(start, 2))
         .await
@@ -751,7 +737,7 @@ async fn a_failure_inside_the_transaction_leaves_nothing_behind() {
     assert_eq!(snapshot(&w, case.id).await, before);
 
     // A clock change that does not fit the transition is refused before anything is written.
-    w.sql("DROP TRIGGER fail_outbox").await;
+    w.sql(&db.drop_trigger("outbox", "fail_outbox")).await;
     let register = Action::Register;
     let decided = transition(
         case.state,
@@ -852,14 +838,15 @@ async fn closed_cases(w: &World, n: usize) -> Vec<Case> {
 /// What a verdict names first: the record's seq and its fault.
 type FirstBad = Option<(i64, AuditFault)>;
 
-async fn drop_audit_guards(w: &World) {
-    w.sql("DROP TRIGGER case_audit_no_update").await;
-    w.sql("DROP TRIGGER case_audit_no_delete").await;
+async fn drop_audit_guards(w: &World, db: &TestDb) {
+    w.sql(&db.drop_trigger("case_audit", "case_audit_no_update"))
+        .await;
+    w.sql(&db.drop_trigger("case_audit", "case_audit_no_delete"))
+        .await;
 }
 
-#[tokio::test]
-async fn the_audit_table_refuses_updates_and_deletes() {
-    let w = World::memory().await;
+async fn the_audit_table_refuses_updates_and_deletes(db: TestDb) {
+    let w = World::open(&db).await;
     let case = w.report("C0101", t("2026-04-10 09:00")).await;
     for sql in [
         "UPDATE case_audit SET note = 'nothing happened'",
@@ -871,11 +858,10 @@ async fn the_audit_table_refuses_updates_and_deletes() {
     assert!(w.store.verify_audit(case.id).await.unwrap().ok);
 }
 
-#[tokio::test]
-async fn a_changed_field_is_named_by_case_and_record() {
-    let w = World::memory().await;
+async fn a_changed_field_is_named_by_case_and_record(db: TestDb) {
+    let w = World::open(&db).await;
     let cases = closed_cases(&w, 4).await;
-    drop_audit_guards(&w).await;
+    drop_audit_guards(&w, &db).await;
     let (a, b, c) = (cases[0].id, cases[1].id, cases[2].id);
     w.sql(&format!(
         "UPDATE case_audit SET note = 'all fine' WHERE case_id = {a} AND seq = 3"
@@ -923,11 +909,10 @@ async fn a_changed_field_is_named_by_case_and_record() {
     );
 }
 
-#[tokio::test]
-async fn removed_inserted_and_reordered_records_are_caught() {
-    let w = World::memory().await;
+async fn removed_inserted_and_reordered_records_are_caught(db: TestDb) {
+    let w = World::open(&db).await;
     let cases = closed_cases(&w, 5).await;
-    drop_audit_guards(&w).await;
+    drop_audit_guards(&w, &db).await;
     let ids: Vec<CaseId> = cases.iter().map(|c| c.id).collect();
 
     // A record removed from the middle.
@@ -992,13 +977,10 @@ async fn removed_inserted_and_reordered_records_are_caught() {
 
 // ---- clocks ----
 
-#[tokio::test]
-async fn clocks_survive_a_restart_with_the_same_deadline() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("cases.db").display());
+async fn clocks_survive_a_restart_with_the_same_deadline(db: TestDb) {
     let start = t("2026-04-10 16:30");
     let (id, running) = {
-        let w = World::open(&url).await;
+        let w = World::open(&db).await;
         let case = w.report("C0101", start).await;
         let case = w
             .act(&case, Action::Accept, Role::Operator, plus(start, 5))
@@ -1023,7 +1005,7 @@ async fn clocks_survive_a_restart_with_the_same_deadline() {
         (case.id, running)
     };
 
-    let w = World::open(&url).await;
+    let w = World::open(&db).await;
     let case = w.store.case(id).await.unwrap();
     assert_eq!(case.clock.as_ref(), Some(&running));
     assert_eq!(
@@ -1046,9 +1028,8 @@ async fn clocks_survive_a_restart_with_the_same_deadline() {
     assert!(w.store.verify_audit(id).await.unwrap().ok);
 }
 
-#[tokio::test]
-async fn due_timers_are_returned_once_and_not_after_marking() {
-    let w = World::memory().await;
+async fn due_timers_are_returned_once_and_not_after_marking(db: TestDb) {
+    let w = World::open(&db).await;
     let start = t("2026-04-10 09:00");
     let case = w.report("C0101", start).await; // acceptance: warning 09:24, deadline 09:30
     assert!(w.due("2026-04-10 09:20").await.is_empty());
@@ -1139,9 +1120,8 @@ async fn due_timers_are_returned_once_and_not_after_marking() {
     );
 }
 
-#[tokio::test]
-async fn an_extension_rearms_the_timers_and_a_suspension_stops_the_deadline() {
-    let w = World::memory().await;
+async fn an_extension_rearms_the_timers_and_a_suspension_stops_the_deadline(db: TestDb) {
+    let w = World::open(&db).await;
     let start = t("2026-04-10 09:00");
     let case = w.report("C0101", start).await;
     let case = w
@@ -1337,9 +1317,8 @@ async fn all_pages(w: &World, query: &CaseQuery) -> Vec<CaseId> {
     }
 }
 
-#[tokio::test]
-async fn the_list_filters_sorts_and_pages() {
-    let w = World::memory().await;
+async fn the_list_filters_sorts_and_pages(db: TestDb) {
+    let w = World::open(&db).await;
     let cases = city(&w).await;
     let ids = |pick: &dyn Fn(&Case) -> bool| -> Vec<CaseId> {
         cases.iter().filter(|c| pick(c)).map(|c| c.id).collect()
@@ -1539,9 +1518,8 @@ async fn the_list_filters_sorts_and_pages() {
 
 // ---- the outbox ----
 
-#[tokio::test]
-async fn published_events_leave_the_outbox_and_carry_their_id() {
-    let w = World::memory().await;
+async fn published_events_leave_the_outbox_and_carry_their_id(db: TestDb) {
+    let w = World::open(&db).await;
     let start = t("2026-04-10 09:00");
     let case = w.report("C0101", start).await;
     w.close_normally(&case, start).await;
@@ -1584,3 +1562,22 @@ fn every_action_has_its_own_event_name() {
     assert!(!names.contains(CASE_CREATED));
     assert!(names.iter().all(|n| n.starts_with("case.")));
 }
+
+conformance!(
+    numbers_run_per_category_and_local_day,
+    bad_new_cases_are_refused_and_change_nothing,
+    a_whole_lifecycle_is_recorded_one_audit_record_and_one_event_per_step,
+    returns_reworks_callbacks_and_reopenings_are_counted,
+    an_emergency_can_start_registered_on_a_24_hour_clock,
+    a_stale_version_or_state_is_a_conflict_and_changes_nothing,
+    a_failure_inside_the_transaction_leaves_nothing_behind,
+    the_audit_table_refuses_updates_and_deletes,
+    a_changed_field_is_named_by_case_and_record,
+    removed_inserted_and_reordered_records_are_caught,
+    clocks_survive_a_restart_with_the_same_deadline,
+    due_timers_are_returned_once_and_not_after_marking,
+    an_extension_rearms_the_timers_and_a_suspension_stops_the_deadline,
+    the_list_filters_sorts_and_pages,
+    published_events_leave_the_outbox_and_carry_their_id,
+    ; multi_thread: numbers_stay_unique_under_concurrent_creates
+);

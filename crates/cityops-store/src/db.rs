@@ -1,0 +1,279 @@
+//! The two databases behind one store: SQLite (the default, embedded) and PostgreSQL, through sqlx's
+//! `Any` driver, with the few places where their SQL differs named here.
+//!
+//! Every statement of the store is written once, in the SQL both understand: `$1, $2, …` placeholders
+//! (sqlx's SQLite driver numbers them like PostgreSQL does), `ON CONFLICT … DO …` instead of
+//! `INSERT OR …`, `RETURNING` instead of `last_insert_rowid()`, integers for flags, Unix milliseconds
+//! for instants and TEXT for JSON. What is left differs by [`Dialect`]: how a write transaction starts
+//! (SQLite takes the write lock up front with `BEGIN IMMEDIATE`; PostgreSQL locks the rows it reads for
+//! change with `FOR UPDATE`), the migrations, and the connection settings.
+
+use std::fmt::{Display, Write as _};
+use std::sync::Once;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::any::{AnyArguments, AnyPoolOptions};
+use sqlx::error::BoxDynError;
+use sqlx::query::{Query, QueryScalar};
+use sqlx::{Any, AnyPool, Arguments as _, Encode, Executor as _, Transaction, Type};
+
+use crate::migrations;
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The dialect of a database URL, or an error naming the URLs that are understood.
+    pub fn of_url(url: &str) -> anyhow::Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Dialect::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Dialect::Postgres)
+        } else {
+            anyhow::bail!(
+                "database URL {url:?} is neither sqlite://PATH (or sqlite::memory:) nor postgres://USER@HOST/DB"
+            )
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+
+    /// What a `SELECT` that reads a row the transaction is about to change ends with: nothing on
+    /// SQLite (the transaction already holds the write lock), `FOR UPDATE OF {table}` on PostgreSQL.
+    pub(crate) fn lock_rows_of(self, table: &str) -> String {
+        match self {
+            Dialect::Sqlite => String::new(),
+            Dialect::Postgres => format!(" FOR UPDATE OF {table}"),
+        }
+    }
+}
+
+/// A write transaction of the store.
+pub(crate) type Tx = Transaction<'static, Any>;
+
+/// Opens the pool for `url` in its dialect and brings its schema up to date.
+pub(crate) async fn connect(url: &str, dialect: Dialect) -> anyhow::Result<AnyPool> {
+    static DRIVERS: Once = Once::new();
+    DRIVERS.call_once(sqlx::any::install_default_drivers);
+    let pool = match dialect {
+        Dialect::Sqlite => {
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            let url = if in_memory || url.contains("mode=") {
+                url.to_string()
+            } else if url.contains('?') {
+                format!("{url}&mode=rwc")
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            AnyPoolOptions::new()
+                // An in-memory database exists once per connection: keep exactly one.
+                .max_connections(if in_memory { 1 } else { 4 })
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // WAL with FULL sync: a committed incident or case change survives a crash.
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = FULL",
+                            "PRAGMA busy_timeout = 10000",
+                            "PRAGMA foreign_keys = ON",
+                        ] {
+                            conn.execute(pragma).await?;
+                        }
+                        Ok(())
+                    })
+                })
+                .connect(&url)
+                .await
+                .with_context(|| format!("Failed to open database {url}"))?
+        }
+        Dialect::Postgres => AnyPoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .with_context(|| format!("Failed to connect to PostgreSQL at {url}"))?,
+    };
+    migrations::migrator(dialect)
+        .run(&pool)
+        .await
+        .with_context(|| format!("Failed to migrate database {url}"))?;
+    Ok(pool)
+}
+
+/// Starts a write transaction: on SQLite with the write lock taken at once, so two writers queue on
+/// the busy timeout instead of failing on a read-to-write upgrade.
+pub(crate) async fn begin_write(pool: &AnyPool, dialect: Dialect) -> sqlx::Result<Tx> {
+    match dialect {
+        Dialect::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        Dialect::Postgres => pool.begin().await,
+    }
+}
+
+/// A statement built piece by piece with its arguments, numbering placeholders `$1, $2, …` as it
+/// goes (sqlx's own `QueryBuilder` writes `?` for the `Any` driver, which PostgreSQL refuses).
+pub(crate) struct SqlBuilder<'q> {
+    sql: String,
+    args: AnyArguments<'q>,
+    error: Option<BoxDynError>,
+}
+
+impl<'q> SqlBuilder<'q> {
+    pub fn new(sql: impl Into<String>) -> Self {
+        Self {
+            sql: sql.into(),
+            args: AnyArguments::default(),
+            error: None,
+        }
+    }
+
+    pub fn push(&mut self, sql: impl Display) -> &mut Self {
+        write!(self.sql, "{sql}").expect("writing to a String cannot fail");
+        self
+    }
+
+    /// Adds a placeholder for `value` and binds it.
+    pub fn push_bind<T>(&mut self, value: T) -> &mut Self
+    where
+        T: 'q + Encode<'q, Any> + Type<Any>,
+    {
+        if let Err(e) = self.args.add(value) {
+            self.error.get_or_insert(e);
+        }
+        let n = self.args.len();
+        write!(self.sql, "${n}").expect("writing to a String cannot fail");
+        self
+    }
+
+    /// `VALUES (…), (…)`: one parenthesised row per item, its values pushed by `row`.
+    pub fn push_values<I, F>(&mut self, items: I, mut row: F) -> &mut Self
+    where
+        I: IntoIterator,
+        F: FnMut(&mut Row<'_, 'q>, I::Item),
+    {
+        self.sql.push_str("VALUES ");
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.sql.push_str(", ");
+            }
+            self.sql.push('(');
+            row(
+                &mut Row {
+                    builder: self,
+                    first: true,
+                },
+                item,
+            );
+            self.sql.push(')');
+        }
+        self
+    }
+
+    /// Placeholders for `values`, separated by commas (for `IN (…)`).
+    pub fn push_list<T, I>(&mut self, values: I) -> &mut Self
+    where
+        I: IntoIterator<Item = T>,
+        T: 'q + Encode<'q, Any> + Type<Any>,
+    {
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.sql.push_str(", ");
+            }
+            self.push_bind(value);
+        }
+        self
+    }
+
+    /// The statement, ready to run, or the error of an argument that could not be encoded.
+    pub fn build(&mut self) -> sqlx::Result<Query<'_, Any, AnyArguments<'_>>> {
+        let args = std::mem::take(&mut self.args);
+        match self.error.take() {
+            None => Ok(sqlx::query_with(&self.sql, args)),
+            Some(e) => Err(sqlx::Error::Encode(e)),
+        }
+    }
+
+    /// The statement, returning one column.
+    pub fn build_scalar<O>(&mut self) -> sqlx::Result<QueryScalar<'_, Any, O, AnyArguments<'_>>>
+    where
+        (O,): for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
+    {
+        let args = std::mem::take(&mut self.args);
+        match self.error.take() {
+            None => Ok(sqlx::query_scalar_with(&self.sql, args)),
+            Some(e) => Err(sqlx::Error::Encode(e)),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+}
+
+/// The values of one row of a `VALUES` list.
+pub(crate) struct Row<'b, 'q> {
+    builder: &'b mut SqlBuilder<'q>,
+    first: bool,
+}
+
+impl<'q> Row<'_, 'q> {
+    pub fn push_bind<T>(&mut self, value: T) -> &mut Self
+    where
+        T: 'q + Encode<'q, Any> + Type<Any>,
+    {
+        if !self.first {
+            self.builder.sql.push_str(", ");
+        }
+        self.first = false;
+        self.builder.push_bind(value);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_order_across_rows_and_lists() {
+        let mut b = SqlBuilder::new("INSERT INTO t (a, b) ");
+        b.push_values([(1_i64, "x"), (2, "y")], |row, (a, s)| {
+            row.push_bind(a).push_bind(s);
+        });
+        assert_eq!(b.sql(), "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)");
+        let mut b = SqlBuilder::new("SELECT 1 WHERE a = ");
+        b.push_bind(7_i64)
+            .push(" AND b IN (")
+            .push_list([1_i64, 2, 3])
+            .push(")");
+        assert_eq!(b.sql(), "SELECT 1 WHERE a = $1 AND b IN ($2, $3, $4)");
+    }
+
+    #[test]
+    fn urls_name_their_dialect_or_get_a_clear_error() {
+        assert_eq!(Dialect::of_url("sqlite::memory:").unwrap(), Dialect::Sqlite);
+        assert_eq!(
+            Dialect::of_url("postgres://u@h/db").unwrap(),
+            Dialect::Postgres
+        );
+        let err = Dialect::of_url("mysql://h/db").unwrap_err().to_string();
+        assert!(
+            err.contains("sqlite://") && err.contains("postgres://"),
+            "{err}"
+        );
+    }
+}
