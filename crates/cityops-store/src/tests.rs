@@ -325,6 +325,122 @@ async fn event_log_skips_a_second_copy_of_an_outbox_event(db: TestDb) {
     assert!(store.logged_outbox_ids(&[]).await.unwrap().is_empty());
 }
 
+async fn users_are_unique_by_name_and_keep_their_changes(db: TestDb) {
+    use crate::users::UserInsert;
+    use cityops_core::case::Role;
+    let store = db.open().await;
+    let at = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
+    let insert = |username, role, department| UserInsert {
+        username,
+        display_name: "张三",
+        role,
+        department,
+        password_hash: "$argon2id$v=19$m=19456,t=3,p=1$c2FsdA$aGFzaA",
+    };
+    let handler = store
+        .create_user(
+            &insert("zhang.san", Role::DepartmentHandler, Some("sanitation")),
+            at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(handler.username, "zhang.san");
+    assert_eq!(handler.department.as_deref(), Some("sanitation"));
+    assert!(!handler.disabled);
+    let taken = store
+        .create_user(&insert("zhang.san", Role::Operator, None), at)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(taken, StoreError::UsernameTaken(ref n) if n == "zhang.san"),
+        "{taken}"
+    );
+    store
+        .create_user(&insert("admin", Role::Admin, None), at)
+        .await
+        .unwrap();
+    let names: Vec<String> = store
+        .users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(names, ["admin", "zhang.san"]);
+    assert!(
+        store
+            .set_password_hash("zhang.san", "$new", at)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_user_disabled("zhang.san", true, at)
+            .await
+            .unwrap()
+    );
+    assert!(!store.set_user_disabled("nobody", true, at).await.unwrap());
+    let again = store.user_by_name("zhang.san").await.unwrap().unwrap();
+    assert!(again.disabled);
+    assert_eq!(again.password_hash, "$new");
+    assert_eq!(
+        store.user_by_id(handler.id).await.unwrap().unwrap().id,
+        handler.id
+    );
+    assert!(store.user_by_name("nobody").await.unwrap().is_none());
+}
+
+async fn components_are_replaced_by_id_and_fixes_read_by_window(db: TestDb) {
+    use crate::components::ComponentRow;
+    use crate::fixes::FixRow;
+    let store = db.open().await;
+    let now = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
+    let row = |id: &str, data: &str| ComponentRow {
+        id: id.into(),
+        category_code: "C0101".into(),
+        cell: Some("110101001001001".into()),
+        data: data.into(),
+    };
+    store
+        .upsert_components(&[row("mh-2", "{\"v\":1}"), row("mh-1", "{\"v\":1}")], now)
+        .await
+        .unwrap();
+    store
+        .upsert_components(&[row("mh-2", "{\"v\":2}")], now)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.component_rows().await.unwrap(),
+        ["{\"v\":1}", "{\"v\":2}"]
+    );
+
+    let fix = |inspector: &str, time, accuracy| FixRow {
+        inspector: inspector.into(),
+        time,
+        lon: 116.41,
+        lat: 39.91,
+        accuracy,
+    };
+    store
+        .append_fixes(&[
+            fix("insp-1", 3_000, Some(5.0)),
+            fix("insp-2", 1_000, None),
+            fix("insp-1", 2_000, None),
+        ])
+        .await
+        .unwrap();
+    store.append_fixes(&[]).await.unwrap();
+    let window = store.fixes_between(1_000, 3_000).await.unwrap();
+    assert_eq!(
+        window,
+        vec![fix("insp-2", 1_000, None), fix("insp-1", 2_000, None)]
+    );
+    assert_eq!(
+        store.fixes_between(3_000, 3_001).await.unwrap()[0].accuracy,
+        Some(5.0)
+    );
+}
+
 conformance!(
     registering_the_same_device_twice_is_not_an_error_but_a_different_one_is,
     a_batch_stores_incidents_clears_them_and_keeps_only_the_last_value,
@@ -333,4 +449,6 @@ conformance!(
     event_log_appends_idempotently_and_replays_in_order,
     a_database_keeps_its_data_across_reopen,
     event_log_skips_a_second_copy_of_an_outbox_event,
+    users_are_unique_by_name_and_keep_their_changes,
+    components_are_replaced_by_id_and_fixes_read_by_window,
 );

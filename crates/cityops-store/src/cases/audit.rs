@@ -162,20 +162,42 @@ struct Stored {
     hash: String,
 }
 
-/// Appends a record to the case's chain and moves the head on the case; returns the record's seq.
+/// The head of a case's chain: the last record's seq and hash (0 and [`GENESIS_HASH`] before the
+/// first), kept on the case row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Head {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl Head {
+    pub fn genesis() -> Self {
+        Self {
+            seq: 0,
+            hash: GENESIS_HASH.to_string(),
+        }
+    }
+
+    /// The head kept on a case row (`audit_seq`, `audit_hash`).
+    pub fn from_case_row(row: &AnyRow) -> anyhow::Result<Self> {
+        Ok(Self {
+            seq: row.try_get("audit_seq")?,
+            hash: row.try_get("audit_hash")?,
+        })
+    }
+}
+
+/// Appends a record after `head` (read from the case row in the same transaction); returns the new
+/// head, which the caller writes on the case row in the same transaction ([`move_head`], or with its
+/// own update of the case).
 pub(super) async fn append(
     conn: &mut AnyConnection,
+    head: &Head,
     entry: &Entry<'_>,
-) -> Result<i64, CaseStoreError> {
-    let (head_seq, head_hash): (i64, String) =
-        sqlx::query_as("SELECT audit_seq, audit_hash FROM cases WHERE id = $1")
-            .bind(entry.case_id)
-            .fetch_one(&mut *conn)
-            .await
-            .with_context(|| format!("Failed to read the audit head of case {}", entry.case_id))?;
+) -> Result<Head, CaseStoreError> {
     let fields = Fields {
         case_id: entry.case_id,
-        seq: head_seq + 1,
+        seq: head.seq + 1,
         at: entry.at,
         actor: entry.actor.to_string(),
         role: entry.role.map(|r| r.as_str().to_string()),
@@ -186,7 +208,7 @@ pub(super) async fn append(
         evidence: entry.evidence.to_vec(),
         payload: entry.payload.clone(),
     };
-    let hash = fields.hash(&head_hash);
+    let hash = fields.hash(&head.hash);
     sqlx::query(
         "INSERT INTO case_audit (case_id, seq, at, actor, role, action, from_state, to_state, note, evidence, \
          payload, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
@@ -202,18 +224,30 @@ pub(super) async fn append(
     .bind(&fields.note)
     .bind(serde_json::to_string(&fields.evidence).context("evidence")?)
     .bind(canonical_json(&fields.payload))
-    .bind(&head_hash)
+    .bind(&head.hash)
     .bind(&hash)
     .execute(&mut *conn)
     .await
     .with_context(|| format!("Failed to append to the audit trail of case {}", entry.case_id))?;
+    Ok(Head {
+        seq: fields.seq,
+        hash,
+    })
+}
+
+/// Writes the chain's new head on the case row.
+pub(super) async fn move_head(
+    conn: &mut AnyConnection,
+    case_id: CaseId,
+    head: &Head,
+) -> Result<(), CaseStoreError> {
     sqlx::query("UPDATE cases SET audit_seq = $1, audit_hash = $2 WHERE id = $3")
-        .bind(fields.seq)
-        .bind(&hash)
-        .bind(entry.case_id)
+        .bind(head.seq)
+        .bind(&head.hash)
+        .bind(case_id)
         .execute(&mut *conn)
         .await?;
-    Ok(fields.seq)
+    Ok(())
 }
 
 impl Store {

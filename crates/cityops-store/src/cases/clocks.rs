@@ -209,20 +209,34 @@ pub(super) fn plan(
     Ok(plan)
 }
 
-/// Writes a plan: the changed clock first (a started clock must not meet an active one).
+/// Writes a plan: the changed clock first (a started clock must not meet an active one). Returns the
+/// case's running clock after it, as stored: `running` (the clock before) when the plan leaves it alone.
 pub(super) async fn write(
     conn: &mut AnyConnection,
     case_id: CaseId,
+    running: Option<&CaseClock>,
     plan: &Plan,
     policy: &SlaPolicy<'_>,
     at: DateTime<Utc>,
-) -> Result<(), CaseStoreError> {
+) -> Result<Option<CaseClock>, CaseStoreError> {
     let at_ms = at.timestamp_millis();
+    let mut after = running.cloned();
     if let Some((old, clock)) = &plan.changed {
         let (deadline_at, warning_at) = policy.instants(clock);
         // An instant moved back into the future (extension, resumption) is notified again when it comes.
         let still_notified = |flag: bool, instant: Option<UnixMillis>| {
             flag && instant.is_none_or(|instant| instant <= at_ms)
+        };
+        let changed = CaseClock {
+            id: old.id,
+            case_id,
+            stage: clock.stage(),
+            clock: clock.clone(),
+            deadline_at,
+            warning_at,
+            warned: still_notified(old.warned, warning_at),
+            overdue_notified: still_notified(old.overdue_notified, deadline_at),
+            active: !clock.is_stopped(),
         };
         sqlx::query(
             "UPDATE case_clocks SET clock = $1, deadline_at = $2, warning_at = $3, warned = $4, \
@@ -231,31 +245,32 @@ pub(super) async fn write(
         .bind(serde_json::to_string(clock).context("clock")?)
         .bind(deadline_at)
         .bind(warning_at)
-        .bind(i64::from(still_notified(old.warned, warning_at)))
-        .bind(i64::from(still_notified(old.overdue_notified, deadline_at)))
-        .bind(i64::from(!clock.is_stopped()))
+        .bind(i64::from(changed.warned))
+        .bind(i64::from(changed.overdue_notified))
+        .bind(i64::from(changed.active))
         .bind(old.id)
         .execute(&mut *conn)
         .await
         .with_context(|| format!("Failed to update the {} clock of case {case_id}", old.stage))?;
+        after = changed.active.then_some(changed);
     }
     if let Some(clock) = &plan.started {
-        insert(conn, case_id, clock, policy).await?;
+        after = Some(insert(conn, case_id, clock, policy).await?);
     }
-    Ok(())
+    Ok(after)
 }
 
-/// Inserts the running clock of a stage.
+/// Inserts the running clock of a stage; returns it as stored.
 pub(super) async fn insert(
     conn: &mut AnyConnection,
     case_id: CaseId,
     clock: &StageClock,
     policy: &SlaPolicy<'_>,
-) -> Result<(), CaseStoreError> {
+) -> Result<CaseClock, CaseStoreError> {
     let (deadline_at, warning_at) = policy.instants(clock);
-    sqlx::query(
+    let id: i64 = sqlx::query_scalar(
         "INSERT INTO case_clocks (case_id, stage, clock, started_at, deadline_at, warning_at, warned, \
-         overdue_notified, active) VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7)",
+         overdue_notified, active) VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7) RETURNING id",
     )
     .bind(case_id)
     .bind(clock.stage().as_str())
@@ -264,7 +279,7 @@ pub(super) async fn insert(
     .bind(deadline_at)
     .bind(warning_at)
     .bind(i64::from(!clock.is_stopped()))
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await
     .with_context(|| {
         format!(
@@ -272,7 +287,17 @@ pub(super) async fn insert(
             clock.stage()
         )
     })?;
-    Ok(())
+    Ok(CaseClock {
+        id,
+        case_id,
+        stage: clock.stage(),
+        clock: clock.clone(),
+        deadline_at,
+        warning_at,
+        warned: false,
+        overdue_notified: false,
+        active: !clock.is_stopped(),
+    })
 }
 
 /// Reads the `clock_*` columns of [`clock_columns!`]; `None` when the left join found no clock.

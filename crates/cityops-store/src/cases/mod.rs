@@ -351,8 +351,9 @@ impl Store {
             "initial": new.initial,
             "clock": new.clock,
         });
-        let seq = audit::append(
+        let head = audit::append(
             &mut tx,
+            &audit::Head::genesis(),
             &audit::Entry {
                 case_id: id,
                 at: at_ms,
@@ -367,6 +368,8 @@ impl Store {
             },
         )
         .await?;
+        audit::move_head(&mut tx, id, &head).await?;
+        let seq = head.seq;
         let case = load(&mut tx, id).await?;
         outbox::insert(
             &mut tx,
@@ -401,7 +404,7 @@ impl Store {
         let at_ms = change.at.timestamp_millis();
 
         let mut tx = self.write_tx().await?;
-        let case = load_for_change(&mut tx, self.dialect, change.case_id).await?;
+        let (case, head) = load_for_change(&mut tx, self.dialect, change.case_id).await?;
         let stale_version = change
             .expected_version
             .is_some_and(|expected| expected != case.version);
@@ -461,42 +464,16 @@ impl Store {
             _ => {}
         }
         let extended = matches!(t.clock, ClockEffect::Extend(_));
-        let updated = sqlx::query(
-            "UPDATE cases SET state = $1, state_code = $2, department = $3, inspector = $4, version = version + 1, \
-             updated_at = $5, closed_at = $6, closure_type = $7, satisfaction = $8, \
-             rework_count = rework_count + $9, wrong_dispatch_count = wrong_dispatch_count + $10, \
-             extension_count = extension_count + $11, reopen_count = reopen_count + $12 \
-             WHERE id = $13 AND version = $14 AND state = $15",
-        )
-        .bind(t.to.as_str())
-        .bind(i64::from(t.to.code()))
-        .bind(&department)
-        .bind(&inspector)
-        .bind(at_ms)
-        .bind(closed_at)
-        .bind(closure.map(ClosureType::as_str))
-        .bind(satisfaction.map(i64::from))
-        .bind(i64::from(t.counts_as_rework))
-        .bind(i64::from(t.counts_as_wrong_dispatch))
-        .bind(i64::from(extended))
-        .bind(i64::from(t.counts_as_reopen))
-        .bind(case.id)
-        .bind(case.version)
-        .bind(case.state.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() != 1 {
-            // Cannot happen: SQLite's write lock or PostgreSQL's row lock is held since the read.
-            return Err(anyhow::anyhow!("case {} changed under a write lock", case.number).into());
-        }
 
+        // The audit record first: the case row takes the chain's new head in its one update.
         let audit_payload = json!({
             "action": change.action,
             "transition": t,
             "version": case.version + 1,
         });
-        let seq = audit::append(
+        let head = audit::append(
             &mut tx,
+            &head,
             &audit::Entry {
                 case_id: case.id,
                 at: at_ms,
@@ -511,8 +488,64 @@ impl Store {
             },
         )
         .await?;
-        clocks::write(&mut tx, case.id, &plan, &change.clocks.policy, change.at).await?;
-        let after = load(&mut tx, case.id).await?;
+        let seq = head.seq;
+        let updated = sqlx::query(
+            "UPDATE cases SET state = $1, state_code = $2, department = $3, inspector = $4, version = version + 1, \
+             updated_at = $5, closed_at = $6, closure_type = $7, satisfaction = $8, \
+             rework_count = rework_count + $9, wrong_dispatch_count = wrong_dispatch_count + $10, \
+             extension_count = extension_count + $11, reopen_count = reopen_count + $12, \
+             audit_seq = $13, audit_hash = $14 \
+             WHERE id = $15 AND version = $16 AND state = $17",
+        )
+        .bind(t.to.as_str())
+        .bind(i64::from(t.to.code()))
+        .bind(&department)
+        .bind(&inspector)
+        .bind(at_ms)
+        .bind(closed_at)
+        .bind(closure.map(ClosureType::as_str))
+        .bind(satisfaction.map(i64::from))
+        .bind(i64::from(t.counts_as_rework))
+        .bind(i64::from(t.counts_as_wrong_dispatch))
+        .bind(i64::from(extended))
+        .bind(i64::from(t.counts_as_reopen))
+        .bind(head.seq)
+        .bind(&head.hash)
+        .bind(case.id)
+        .bind(case.version)
+        .bind(case.state.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            // Cannot happen: SQLite's write lock or PostgreSQL's row lock is held since the read.
+            return Err(anyhow::anyhow!("case {} changed under a write lock", case.number).into());
+        }
+        let clock = clocks::write(
+            &mut tx,
+            case.id,
+            case.clock.as_ref(),
+            &plan,
+            &change.clocks.policy,
+            change.at,
+        )
+        .await?;
+        // The case as stored now, without reading it back (tests compare it with a fresh read).
+        let after = Case {
+            state: t.to,
+            department,
+            inspector,
+            version: case.version + 1,
+            updated_at: at_ms,
+            closed_at,
+            closure,
+            satisfaction,
+            rework_count: case.rework_count + i64::from(t.counts_as_rework),
+            wrong_dispatch_count: case.wrong_dispatch_count + i64::from(t.counts_as_wrong_dispatch),
+            extension_count: case.extension_count + i64::from(extended),
+            reopen_count: case.reopen_count + i64::from(t.counts_as_reopen),
+            clock,
+            ..case.clone()
+        };
         // The event is written last: if anything before fails, there is no event either.
         outbox::insert(
             &mut tx,
@@ -577,13 +610,13 @@ async fn load(conn: &mut AnyConnection, id: CaseId) -> Result<Case, CaseStoreErr
     }
 }
 
-/// Reads a case inside a write transaction and locks it against concurrent changes until the commit
-/// (SQLite's transaction already holds the database's write lock).
+/// Reads a case and the head of its audit chain inside a write transaction, and locks it against
+/// concurrent changes until the commit (SQLite's transaction already holds the database's write lock).
 async fn load_for_change(
     conn: &mut AnyConnection,
     dialect: Dialect,
     id: CaseId,
-) -> Result<Case, CaseStoreError> {
+) -> Result<(Case, audit::Head), CaseStoreError> {
     let sql = format!(
         "{} WHERE c.id = $1{}",
         rows::CASE_SELECT,
@@ -594,7 +627,10 @@ async fn load_for_change(
         .fetch_optional(&mut *conn)
         .await?;
     match row {
-        Some(row) => Ok(rows::case_from_row(&row)?),
+        Some(row) => Ok((
+            rows::case_from_row(&row)?,
+            audit::Head::from_case_row(&row)?,
+        )),
         None => Err(CaseStoreError::NotFound(format!("case {id}"))),
     }
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use cityops_core::DeviceId;
 use serde_json::{Value, json};
 
-use super::{Case, CaseId, CaseStoreError, audit, load, outbox};
+use super::{Case, CaseId, CaseStoreError, audit, load, load_for_change, outbox};
 use crate::Store;
 
 /// What the sensor said.
@@ -69,16 +69,12 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<Case, CaseStoreError> {
         let at_ms = at.timestamp_millis();
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        let case = load(&mut tx, case_id).await?;
-        sqlx::query("UPDATE cases SET version = version + 1, updated_at = $1 WHERE id = $2")
-            .bind(at_ms)
-            .bind(case_id)
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = self.write_tx().await?;
+        let (case, head) = load_for_change(&mut tx, self.dialect(), case_id).await?;
         let payload = json!({ "incident": incident, "evidence": evidence.action() });
-        let seq = audit::append(
+        let head = audit::append(
             &mut tx,
+            &head,
             &audit::Entry {
                 case_id,
                 at: at_ms,
@@ -92,6 +88,17 @@ impl Store {
                 payload: &payload,
             },
         )
+        .await?;
+        let seq = head.seq;
+        sqlx::query(
+            "UPDATE cases SET version = version + 1, updated_at = $1, audit_seq = $2, audit_hash = $3 \
+             WHERE id = $4",
+        )
+        .bind(at_ms)
+        .bind(head.seq)
+        .bind(&head.hash)
+        .bind(case_id)
+        .execute(&mut *tx)
         .await?;
         outbox::insert(
             &mut tx,

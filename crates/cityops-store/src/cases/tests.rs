@@ -132,7 +132,8 @@ impl World {
             ClockEffect::Start(stage) => Some(clock(stage, at)),
             _ => None,
         };
-        self.store
+        let result = self
+            .store
             .apply_transition(&CaseChange {
                 case_id: case.id,
                 expected_version: Some(case.version),
@@ -148,7 +149,12 @@ impl World {
                 },
                 at,
             })
-            .await
+            .await;
+        // The store builds the changed case without reading it back: it must be what a read finds.
+        if let Ok(after) = &result {
+            assert_eq!(*after, self.store.case(case.id).await.unwrap());
+        }
+        result
     }
 
     async fn act(&self, case: &Case, action: Action, role: Role, at: DateTime<Utc>) -> Case {
@@ -1563,6 +1569,78 @@ fn every_action_has_its_own_event_name() {
     assert!(names.iter().all(|n| n.starts_with("case.")));
 }
 
+// ---- sensor evidence ----
+
+async fn sensor_evidence_lands_on_the_devices_open_case_only(db: TestDb) {
+    let w = World::open(&db).await;
+    let start = t("2026-04-10 09:00");
+    let device = DeviceId::new("mc-9").unwrap();
+    let mut new = new_case("E0503", start);
+    new.source = Source::Sensor;
+    new.reporter = device.as_str().to_string();
+    new.reporter_role = None;
+    new.device_id = Some(device.clone());
+    new.incident_id = Some(77);
+    let case = w.create(&new, start).await;
+    assert_eq!(w.store.case_for_incident(77).await.unwrap(), Some(case.id));
+    assert_eq!(w.store.case_for_incident(78).await.unwrap(), None);
+    let open = w
+        .store
+        .open_case_for_device(&device)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(open.id, case.id);
+
+    let after = w
+        .store
+        .record_sensor_evidence(
+            case.id,
+            &device,
+            SensorEvidence::Repeated,
+            &serde_json::json!({"id": 78}),
+            plus(start, 5),
+        )
+        .await
+        .unwrap();
+    assert_eq!((after.version, after.state), (case.version + 1, case.state));
+    assert_eq!(after, w.store.case(case.id).await.unwrap());
+    let timeline = w.store.timeline(case.id).await.unwrap();
+    assert_eq!(timeline.last().unwrap().action, "sensor_repeated");
+    assert_eq!(timeline.last().unwrap().actor, "mc-9");
+    let events = w.store.pending_outbox(100).await.unwrap();
+    assert_eq!(events.last().unwrap().event_type, "case.sensor_evidence");
+    assert!(w.store.verify_audit(case.id).await.unwrap().ok);
+
+    // A stale version is a conflict once evidence has moved the case on.
+    let stale = w
+        .try_act(&case, Action::Accept, Role::Operator, plus(start, 6))
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, CaseStoreError::Conflict { .. }), "{stale}");
+    let closed = w.close_normally(&after, start).await;
+    assert_eq!(closed.state, CaseState::Closed);
+    assert!(
+        w.store
+            .open_case_for_device(&device)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let missing = w
+        .store
+        .record_sensor_evidence(
+            9_999,
+            &device,
+            SensorEvidence::Cleared,
+            &serde_json::json!({}),
+            plus(start, 200),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, CaseStoreError::NotFound(_)), "{missing}");
+}
+
 conformance!(
     numbers_run_per_category_and_local_day,
     bad_new_cases_are_refused_and_change_nothing,
@@ -1579,5 +1657,6 @@ conformance!(
     an_extension_rearms_the_timers_and_a_suspension_stops_the_deadline,
     the_list_filters_sorts_and_pages,
     published_events_leave_the_outbox_and_carry_their_id,
+    sensor_evidence_lands_on_the_devices_open_case_only,
     ; multi_thread: numbers_stay_unique_under_concurrent_creates
 );
