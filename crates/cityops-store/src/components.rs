@@ -27,6 +27,7 @@ impl Store {
         let mut tx = self.write_tx().await?;
         for chunk in rows.chunks(500) {
             let mut qb = SqlBuilder::new(
+                self.dialect(),
                 "INSERT INTO components (id, data, category_code, cell, updated_at) ",
             );
             qb.push_values(chunk, |b, row| {

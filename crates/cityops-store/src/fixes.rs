@@ -26,6 +26,7 @@ impl Store {
         let mut tx = self.write_tx().await?;
         for chunk in fixes.chunks(500) {
             let mut qb = SqlBuilder::new(
+                self.dialect(),
                 "INSERT INTO inspector_fixes (inspector, time, lon, lat, accuracy) ",
             );
             qb.push_values(chunk, |b, f| {

@@ -135,6 +135,7 @@ pub struct EventRow<'a> {
 pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
+    turn: db::WriteTurn,
 }
 
 const META_SEQ_RESERVED: &str = "bus_seq_reserved";
@@ -145,7 +146,11 @@ impl Store {
     pub async fn open(url: &str) -> anyhow::Result<Self> {
         let dialect = Dialect::of_url(url)?;
         let pool = db::connect(url, dialect).await?;
-        Ok(Self { pool, dialect })
+        Ok(Self {
+            pool,
+            dialect,
+            turn: db::WriteTurn::default(),
+        })
     }
 
     /// Which database this store talks to.
@@ -155,7 +160,7 @@ impl Store {
 
     /// Starts a write transaction (see [`Store`]).
     pub(crate) async fn write_tx(&self) -> sqlx::Result<db::Tx> {
-        db::begin_write(&self.pool, self.dialect).await
+        db::begin_write(&self.pool, self.dialect, &self.turn).await
     }
 
     /// Closes every connection, waiting for work in flight.
@@ -242,7 +247,7 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.write_tx().await?;
-        rows::insert_incidents(&mut tx, &batch.opened).await?;
+        rows::insert_incidents(&mut tx, self.dialect, &batch.opened).await?;
         for cleared in &batch.cleared {
             sqlx::query("UPDATE incidents SET state = 'cleared', cleared_at = $1, clear_value = $2 WHERE id = $3 AND state = 'open'")
                 .bind(cleared.cleared_at)
@@ -256,6 +261,7 @@ impl Store {
         let last_values = newest_per_measurement(&batch.last_values);
         for chunk in last_values.chunks(500) {
             let mut qb = SqlBuilder::new(
+                self.dialect,
                 "INSERT INTO device_last_values (device_id, name, value, unit, time) ",
             );
             qb.push_values(chunk, |b, lv| {
@@ -307,7 +313,7 @@ impl Store {
 
     pub async fn incidents(&self, query: &IncidentQuery) -> anyhow::Result<IncidentPage> {
         let limit = query.limit.clamp(1, 1000);
-        let mut qb = SqlBuilder::new("SELECT * FROM incidents WHERE 1 = 1");
+        let mut qb = SqlBuilder::new(self.dialect, "SELECT * FROM incidents WHERE 1 = 1");
         if let Some(device) = &query.device {
             qb.push(" AND device_id = ")
                 .push_bind(device.as_str().to_string());
@@ -366,7 +372,10 @@ impl Store {
         }
         let mut tx = self.write_tx().await?;
         for chunk in events.chunks(500) {
-            let mut qb = SqlBuilder::new("INSERT INTO events (seq, type, time, json, outbox_id) ");
+            let mut qb = SqlBuilder::new(
+                self.dialect,
+                "INSERT INTO events (seq, type, time, json, outbox_id) ",
+            );
             qb.push_values(chunk, |b, e| {
                 b.push_bind(e.seq as i64)
                     .push_bind(e.event_type)
@@ -389,7 +398,10 @@ impl Store {
         let mut logged = Vec::new();
         // Chunks keep each statement far below the database's parameter limit.
         for chunk in ids.chunks(500) {
-            let mut qb = SqlBuilder::new("SELECT outbox_id FROM events WHERE outbox_id IN (");
+            let mut qb = SqlBuilder::new(
+                self.dialect,
+                "SELECT outbox_id FROM events WHERE outbox_id IN (",
+            );
             qb.push_list(chunk.iter().copied())
                 .push(") ORDER BY outbox_id");
             let rows: Vec<i64> = qb.build_scalar()?.fetch_all(&self.pool).await?;

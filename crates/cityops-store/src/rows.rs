@@ -8,6 +8,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
+use crate::Dialect;
 use crate::db::{SqlBuilder, Tx};
 use crate::value_json;
 
@@ -85,7 +86,11 @@ pub(crate) async fn device_records(pool: &AnyPool) -> anyhow::Result<Vec<DeviceR
 
 /// Inserts incidents with multi-row statements: one round trip per 400 incidents instead of one each
 /// (20 parameters a row stays far below SQLite's parameter limit).
-pub(crate) async fn insert_incidents(tx: &mut Tx, incidents: &[Incident]) -> anyhow::Result<()> {
+pub(crate) async fn insert_incidents(
+    tx: &mut Tx,
+    dialect: Dialect,
+    incidents: &[Incident],
+) -> anyhow::Result<()> {
     for chunk in incidents.chunks(400) {
         // Serialise first so a serialisation error stops before the statement is built.
         let evidence = chunk
@@ -93,6 +98,7 @@ pub(crate) async fn insert_incidents(tx: &mut Tx, incidents: &[Incident]) -> any
             .map(|i| serde_json::to_string(&i.evidence))
             .collect::<Result<Vec<_>, _>>()?;
         let mut qb = SqlBuilder::new(
+            dialect,
             "INSERT INTO incidents (id, device_id, kind, rule_id, category_code, category_name_zh, category_name_en, \
              measurement, value, unit, condition, lon, lat, state, opened_at, cleared_at, clear_value, evidence, \
              grid, cell) ",

@@ -144,7 +144,7 @@ impl Store {
         let mut tx = self.write_tx().await?;
         // Chunks keep each statement far below the database's parameter limit.
         for chunk in ids.chunks(500) {
-            let mut qb = SqlBuilder::new("UPDATE outbox SET published_at = ");
+            let mut qb = SqlBuilder::new(self.dialect, "UPDATE outbox SET published_at = ");
             qb.push_bind(at.timestamp_millis())
                 .push(" WHERE published_at IS NULL AND id IN (")
                 .push_list(chunk.iter().copied())

@@ -180,7 +180,7 @@ impl Store {
             n => n.min(MAX_PAGE),
         };
         let sort = query.sort;
-        let mut qb = SqlBuilder::new(rows::CASE_SELECT);
+        let mut qb = SqlBuilder::new(self.dialect, rows::CASE_SELECT);
         qb.push(" WHERE 1 = 1");
         if let Some(state) = query.state {
             qb.push(" AND c.state = ").push_bind(state.as_str());
