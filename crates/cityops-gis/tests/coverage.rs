@@ -278,6 +278,7 @@ fn fence(id: &str, kind: FenceKind, col: f64, row: f64) -> Geofence {
             )
             .to_polygon(),
         ]),
+        min_dwell_ms: None,
     }
 }
 
