@@ -7,8 +7,10 @@
 pub mod cases;
 pub mod components;
 pub mod fixes;
+pub mod geofences;
 mod migrations;
 mod rows;
+pub mod run_cards;
 pub mod users;
 
 use std::str::FromStr;
