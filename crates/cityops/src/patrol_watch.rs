@@ -60,11 +60,12 @@ pub async fn check(
     Ok(published)
 }
 
-/// Runs [`check`] every `interval` until shutdown.
+/// Runs [`check`] every `interval` until shutdown, against the fences `fences` gives at each check (the
+/// configured ones and those drawn through the API).
 pub async fn run(
     store: Store,
     bus: Bus,
-    fences: Vec<Geofence>,
+    fences: impl Fn() -> Vec<Geofence> + Send + Sync + 'static,
     calendar: std::sync::Arc<WorkCalendar>,
     check_after: NaiveTime,
     interval: Duration,
@@ -75,7 +76,7 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                if let Err(e) = check(&store, &bus, &fences, &calendar, check_after, Utc::now(), &mut warned).await {
+                if let Err(e) = check(&store, &bus, &fences(), &calendar, check_after, Utc::now(), &mut warned).await {
                     tracing::warn!(error = format!("{e:#}"), "patrol watch could not check the key projects");
                 }
             }

@@ -55,6 +55,11 @@ pub struct GisSettings {
     pub geofences: String,
     /// Local time after which key projects behind their required visits are reported (`HH:MM`).
     pub patrol_check_after: String,
+    /// The run card (责任卡): grid code (6, 9, 12 or 15 digits) → the usernames of the responsible
+    /// inspectors, offered first, in order, for a case there; the most specific code wins. Entries set
+    /// through the API override these.
+    #[serde(default)]
+    pub run_cards: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// The demo's geofences in Dongcheng.
@@ -75,6 +80,12 @@ impl GisSettings {
         };
         cityops_gis::geofence::read_geofences_geojson(&text)
             .map_err(|e| anyhow::anyhow!("gis.geofences {}: {e}", self.geofences))
+    }
+
+    /// The configured run card, checked (grid codes, non-empty teams).
+    pub fn run_card(&self) -> anyhow::Result<cityops_gis::RunCard> {
+        cityops_gis::RunCard::try_from(self.run_cards.clone())
+            .map_err(|e| anyhow::anyhow!("gis.run_cards: {e}"))
     }
 
     /// Loads the configured grid, if any.
@@ -245,6 +256,30 @@ mod tests {
         assert!(s.external_broker().is_err());
         s.mqtt_url = Some("mqtt://host:abc".into());
         assert!(s.external_broker().is_err());
+    }
+
+    #[test]
+    fn run_cards_come_from_the_configuration_and_are_checked() {
+        let s = Settings::defaults();
+        let card = s.gis.run_card().unwrap();
+        assert!(!card.is_empty(), "the demo ships run card entries");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[gis.run_cards]\n\"110101003\" = [\"a\", \"b\"]\n\"110101003002\" = [\"c\"]\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!(s.gis.run_cards["110101003"], ["a", "b"]);
+        assert_eq!(s.gis.run_cards["110101003002"], ["c"]);
+        std::fs::write(&path, "[gis.run_cards]\n\"1101\" = [\"a\"]\n").unwrap();
+        let s = Settings::load(Some(&path), &Overrides::default()).unwrap();
+        let err = s.gis.run_card().unwrap_err().to_string();
+        assert!(
+            err.contains("gis.run_cards") && err.contains("1101"),
+            "{err}"
+        );
     }
 
     #[test]
