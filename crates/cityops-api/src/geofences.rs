@@ -75,18 +75,6 @@ impl GeofenceBook {
         Ok(book)
     }
 
-    /// A book of configured fences only, not stored anywhere (tests and tools).
-    pub fn fixed(config: Vec<Geofence>, inspectors: Arc<InspectorTracker>) -> Arc<Self> {
-        let book = Arc::new(Self {
-            config,
-            api: RwLock::new(Vec::new()),
-            write: tokio::sync::Mutex::new(()),
-            inspectors,
-        });
-        book.publish();
-        book
-    }
-
     /// Every fence watched now: configured first, then those from the API.
     pub fn all(&self) -> Vec<Geofence> {
         let api = self.api.read();

@@ -268,14 +268,7 @@ impl App {
         ));
         let catalogue = Arc::new(catalogue);
         let calendar = Arc::new(calendar);
-        let check_after =
-            chrono::NaiveTime::parse_from_str(&settings.gis.patrol_check_after, "%H:%M")
-                .with_context(|| {
-                    format!(
-                        "gis.patrol_check_after {:?}: expected HH:MM",
-                        settings.gis.patrol_check_after
-                    )
-                })?;
+        let patrol_schedule = settings.gis.patrol_schedule()?;
         // Reads the store and publishes on the bus only; it stops with the shutdown signal.
         let watched = geofences.clone();
         tokio::spawn(crate::patrol_watch::run(
@@ -283,7 +276,7 @@ impl App {
             bus.clone(),
             move || watched.all(),
             calendar.clone(),
-            check_after,
+            patrol_schedule,
             Duration::from_secs(300),
             shutdown_rx.clone(),
         ));

@@ -53,13 +53,29 @@ pub struct GisSettings {
     pub grid: String,
     /// `builtin:dongcheng`, a path to a geofence GeoJSON file, or empty for none.
     pub geofences: String,
-    /// Local time after which key projects behind their required visits are reported (`HH:MM`).
+    /// Local time after which key projects behind their required visits are reported (`HH:MM`), with
+    /// the `daily` check.
     pub patrol_check_after: String,
+    /// `daily` (once past `patrol_check_after`, short of the day's required visits) or `pro_rata`
+    /// (through `patrol_day`, short of the required visits times the elapsed share of it).
+    #[serde(default = "default_patrol_check")]
+    pub patrol_check: String,
+    /// The patrol day of the `pro_rata` check, local `HH:MM-HH:MM`.
+    #[serde(default = "default_patrol_day")]
+    pub patrol_day: String,
     /// The run card (责任卡): grid code (6, 9, 12 or 15 digits) → the usernames of the responsible
     /// inspectors, offered first, in order, for a case there; the most specific code wins. Entries set
     /// through the API override these.
     #[serde(default)]
     pub run_cards: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+fn default_patrol_check() -> String {
+    "daily".to_string()
+}
+
+fn default_patrol_day() -> String {
+    "08:00-20:00".to_string()
 }
 
 /// The demo's geofences in Dongcheng.
@@ -80,6 +96,36 @@ impl GisSettings {
         };
         cityops_gis::geofence::read_geofences_geojson(&text)
             .map_err(|e| anyhow::anyhow!("gis.geofences {}: {e}", self.geofences))
+    }
+
+    /// When the patrol watch counts a key project as behind (`patrol_check`, `patrol_check_after`,
+    /// `patrol_day`), checked.
+    pub fn patrol_schedule(&self) -> anyhow::Result<crate::patrol_watch::PatrolSchedule> {
+        use crate::patrol_watch::PatrolSchedule;
+        let time = |option: &str, text: &str| {
+            chrono::NaiveTime::parse_from_str(text.trim(), "%H:%M")
+                .with_context(|| format!("gis.{option} {text:?}: expected HH:MM"))
+        };
+        match self.patrol_check.as_str() {
+            "daily" => Ok(PatrolSchedule::Daily {
+                after: time("patrol_check_after", &self.patrol_check_after)?,
+            }),
+            "pro_rata" => {
+                let (start, end) = self.patrol_day.split_once('-').with_context(|| {
+                    format!("gis.patrol_day {:?}: expected HH:MM-HH:MM", self.patrol_day)
+                })?;
+                let (start, end) = (time("patrol_day", start)?, time("patrol_day", end)?);
+                anyhow::ensure!(
+                    start < end,
+                    "gis.patrol_day {:?}: the start must come before the end",
+                    self.patrol_day
+                );
+                Ok(PatrolSchedule::ProRata { start, end })
+            }
+            other => {
+                anyhow::bail!("gis.patrol_check {other:?}: expected \"daily\" or \"pro_rata\"")
+            }
+        }
     }
 
     /// The configured run card, checked (grid codes, non-empty teams).
@@ -280,6 +326,37 @@ mod tests {
             err.contains("gis.run_cards") && err.contains("1101"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_patrol_schedule_is_read_and_checked() {
+        use crate::patrol_watch::PatrolSchedule;
+        let t = |h, m| chrono::NaiveTime::from_hms_opt(h, m, 0).unwrap();
+        let mut gis = Settings::defaults().gis;
+        assert_eq!(
+            gis.patrol_schedule().unwrap(),
+            PatrolSchedule::Daily { after: t(16, 0) }
+        );
+        gis.patrol_check = "pro_rata".into();
+        gis.patrol_day = "07:30-19:00".into();
+        assert_eq!(
+            gis.patrol_schedule().unwrap(),
+            PatrolSchedule::ProRata {
+                start: t(7, 30),
+                end: t(19, 0)
+            }
+        );
+        for (check, day, named) in [
+            ("pro_rata", "19:00-07:30", "patrol_day"),
+            ("pro_rata", "07:30", "patrol_day"),
+            ("pro_rata", "7h-19h", "patrol_day"),
+            ("hourly", "07:30-19:00", "patrol_check"),
+        ] {
+            gis.patrol_check = check.into();
+            gis.patrol_day = day.into();
+            let err = format!("{:#}", gis.patrol_schedule().unwrap_err());
+            assert!(err.contains(named), "{err}");
+        }
     }
 
     #[test]
