@@ -10,6 +10,7 @@ mod case_e2e;
 mod cases;
 mod components;
 mod devices_api;
+mod gis_api;
 mod grid;
 mod incidents_api;
 mod inspectors;

@@ -64,7 +64,7 @@ pub(crate) async fn coverage(
         .collect();
     let visits = fence_visits(
         &fixes,
-        &state.geofences,
+        &state.geofences.all(),
         &FenceTrackerConfig::default(),
         day,
         offset,

@@ -409,3 +409,40 @@ pub(crate) async fn components(
         .collect();
     Ok(Json(clustered(points, zoom)).into_response())
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BboxParams {
+    /// `min_lon,min_lat,max_lon,max_lat` in WGS-84; the whole world when absent.
+    bbox: Option<String>,
+}
+
+/// `GET /api/v1/map/geofences?bbox=…`: the fences (configured and drawn through the API) whose
+/// bounding box meets the box, as `GET /api/v1/geofences` gives them.
+pub(crate) async fn geofences(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    params: Result<Query<BboxParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    use geo::{BoundingRect, Intersects};
+    auth.require(Permission::CasesRead)?;
+    let Query(params) = params.map_err(|e| ApiError::Invalid(e.body_text()))?;
+    let bbox = params.bbox.as_deref().map(parse_bbox).transpose()?;
+    let features = state.geofences.features_where(|fence| {
+        bbox.is_none_or(|(min_lon, min_lat, max_lon, max_lat)| {
+            let view = Rect::new(
+                coord! {x: min_lon, y: min_lat},
+                coord! {x: max_lon, y: max_lat},
+            );
+            fence
+                .polygon
+                .bounding_rect()
+                .is_some_and(|rect| rect.intersects(&view))
+        })
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/geo+json")],
+        Json(json!({"type": "FeatureCollection", "features": features})),
+    )
+        .into_response())
+}

@@ -9,11 +9,13 @@ pub mod components;
 mod coverage;
 mod docs;
 mod error;
+pub mod geofences;
 mod inspectors;
 pub mod layers;
 mod pages;
 pub mod photos;
 mod rest;
+pub mod run_cards;
 mod ws;
 
 use std::sync::Arc;
@@ -77,8 +79,11 @@ pub struct AppState {
     pub inspectors: Arc<cityops_ingest::inspectors::InspectorTracker>,
     /// The components registry (部件), for routing cases and the map.
     pub components: components::SharedComponents,
-    /// The geofences watched (key projects with their required patrol frequency, …).
-    pub geofences: Arc<Vec<cityops_gis::Geofence>>,
+    /// The geofences watched (key projects with their required patrol frequency, …): configured and
+    /// drawn through the API.
+    pub geofences: Arc<geofences::GeofenceBook>,
+    /// The run card (责任卡): configured entries and those set through the API.
+    pub run_cards: Arc<run_cards::RunCardBook>,
 }
 
 /// Counters of the HTTP side.
@@ -128,6 +133,21 @@ pub fn router(state: AppState) -> Router {
             get(components::list).post(components::import),
         )
         .route("/api/v1/coverage", get(coverage::coverage))
+        .route(
+            "/api/v1/geofences",
+            get(geofences::list).post(geofences::create),
+        )
+        .route(
+            "/api/v1/geofences/:id",
+            get(geofences::get)
+                .put(geofences::update)
+                .delete(geofences::delete),
+        )
+        .route("/api/v1/run-cards", get(run_cards::list))
+        .route(
+            "/api/v1/run-cards/:code",
+            axum::routing::put(run_cards::put).delete(run_cards::delete),
+        )
         .route("/api/v1/inspectors", get(inspectors::list))
         .route(
             "/api/v1/inspectors/me/location",
@@ -152,6 +172,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/map/incidents", get(layers::incidents))
         .route("/api/v1/map/inspectors", get(layers::inspectors))
         .route("/api/v1/map/components", get(layers::components))
+        .route("/api/v1/map/geofences", get(layers::geofences))
         .route("/api/v1/incidents/:id", get(rest::get_incident))
         .fallback(error::not_found)
         .with_state(state)

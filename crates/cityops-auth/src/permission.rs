@@ -52,6 +52,16 @@ pub enum Permission {
     /// The server's own Prometheus metrics (queues, connections), not the city's.
     #[serde(rename = "metrics.read")]
     MetricsRead,
+    /// The run cards (责任卡): which inspectors answer first for a piece of the grid.
+    #[serde(rename = "run_cards.read")]
+    RunCardsRead,
+    /// Set or remove run card entries: the shift lead organises the teams.
+    #[serde(rename = "run_cards.manage")]
+    RunCardsManage,
+    /// Draw, change or remove geofences (key projects, no-stall zones, construction sites); everyone
+    /// who reads cases sees them.
+    #[serde(rename = "geofences.manage")]
+    GeofencesManage,
 }
 
 impl Permission {
@@ -69,6 +79,9 @@ impl Permission {
         Permission::EvaluationRead,
         Permission::AuditRead,
         Permission::MetricsRead,
+        Permission::RunCardsRead,
+        Permission::RunCardsManage,
+        Permission::GeofencesManage,
     ];
 
     /// The roles holding this permission: the table itself.
@@ -83,6 +96,8 @@ impl Permission {
             Permission::UsersRead => &[Operator, ShiftLead, Supervisor, Admin],
             Permission::EvaluationRead => &[ShiftLead, Supervisor, Admin],
             Permission::AuditRead => &[Supervisor, Admin],
+            Permission::RunCardsRead => &[ShiftLead, Dispatcher, Supervisor, Admin],
+            Permission::RunCardsManage | Permission::GeofencesManage => &[ShiftLead, Admin],
             Permission::DevicesRegister
             | Permission::CatalogueManage
             | Permission::UsersManage
@@ -118,6 +133,9 @@ impl Permission {
             Permission::EvaluationRead => "evaluation.read",
             Permission::AuditRead => "audit.read",
             Permission::MetricsRead => "metrics.read",
+            Permission::RunCardsRead => "run_cards.read",
+            Permission::RunCardsManage => "run_cards.manage",
+            Permission::GeofencesManage => "geofences.manage",
         }
     }
 

@@ -79,6 +79,10 @@ pub struct PatrolBehind {
     pub day: String,
     pub visits: u32,
     pub required: u32,
+    /// The visits due by now when the check runs through the day (`gis.patrol_check = "pro_rata"`);
+    /// absent for the once-a-day check, where the whole `required` is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<u32>,
 }
 
 /// A case event as the outbox committed it (`case.created`, `case.dispatched`, `case.sla_warning`, …).

@@ -265,6 +265,38 @@ pub fn fence_visits(
     count_fence_visits(fences, &events, day, offset)
 }
 
+/// The visits a key project needs by the time `elapsed_share` (0 to 1, clamped) of its patrol day has
+/// passed: the required ones in proportion, rounded down, so a project of four visits a day over a
+/// twelve-hour day owes its first at three hours and all four only at the end.
+pub fn visits_due(required: u32, elapsed_share: f64) -> u32 {
+    let share = if elapsed_share.is_nan() {
+        0.0
+    } else {
+        elapsed_share.clamp(0.0, 1.0)
+    };
+    // A hair over, so a share that is exactly k/required in decimal does not round to k - 1.
+    ((f64::from(required) * share) + 1e-9).floor() as u32
+}
+
+/// The key projects whose visits so far are below what is due after `elapsed_share` of the patrol
+/// day (see [`visits_due`]), with the visits due.
+pub fn behind_pro_rata(visits: &[FenceVisits], elapsed_share: f64) -> Vec<(BehindSchedule, u32)> {
+    visits
+        .iter()
+        .filter_map(|v| {
+            let due = visits_due(v.required, elapsed_share);
+            (v.visits < due).then(|| {
+                let behind = BehindSchedule {
+                    fence: v.fence.clone(),
+                    visits: v.visits,
+                    required: v.required,
+                };
+                (behind, due)
+            })
+        })
+        .collect()
+}
+
 /// The key projects with fewer visits than required.
 pub fn behind_schedule(visits: &[FenceVisits]) -> Vec<BehindSchedule> {
     visits

@@ -278,6 +278,7 @@ fn fence(id: &str, kind: FenceKind, col: f64, row: f64) -> Geofence {
             )
             .to_polygon(),
         ]),
+        min_dwell_ms: None,
     }
 }
 
@@ -396,4 +397,43 @@ fn visits_count_entries_of_every_inspector_on_the_local_day() {
         }]
     );
     assert!(behind_schedule(&visits).is_empty());
+}
+
+#[test]
+fn visits_due_through_the_day_and_who_is_behind_pro_rata() {
+    use cityops_gis::coverage::{FenceVisits, behind_pro_rata, visits_due};
+    assert_eq!(visits_due(4, 0.0), 0);
+    assert_eq!(visits_due(4, 0.24), 0);
+    assert_eq!(visits_due(4, 0.25), 1);
+    assert_eq!(
+        visits_due(3, 2.0 / 3.0),
+        2,
+        "exact thirds are not rounded away"
+    );
+    assert_eq!(visits_due(4, 1.0), 4);
+    assert_eq!(visits_due(4, 1.5), 4);
+    assert_eq!(visits_due(4, -1.0), 0);
+    assert_eq!(visits_due(4, f64::NAN), 0);
+    let visits = [
+        FenceVisits {
+            fence: "k1".into(),
+            visits: 1,
+            required: 4,
+        },
+        FenceVisits {
+            fence: "k2".into(),
+            visits: 0,
+            required: 1,
+        },
+    ];
+    // At half the day: k1 owes two and made one; k2 owes none yet (a half of one, rounded down).
+    let behind = behind_pro_rata(&visits, 0.5);
+    assert_eq!(behind.len(), 1);
+    assert_eq!(
+        (behind[0].0.fence.as_str(), behind[0].0.visits, behind[0].1),
+        ("k1", 1, 2)
+    );
+    let at_the_end = behind_pro_rata(&visits, 1.0);
+    let at_the_end: Vec<&str> = at_the_end.iter().map(|(b, _)| b.fence.as_str()).collect();
+    assert_eq!(at_the_end, ["k1", "k2"]);
 }

@@ -4,7 +4,10 @@
 mod common;
 
 use cityops_core::GeoPoint;
-use cityops_gis::geofence::{FencePresence, GeofenceError, read_geofences_geojson, replay};
+use cityops_gis::geofence::{
+    FencePresence, GeofenceError, geofence_feature, read_geofence_feature, read_geofences_geojson,
+    replay,
+};
 use cityops_gis::{
     Datum, FenceEvent, FenceEventKind, FenceKind, FenceTrackerConfig, Geofence, GeofenceTracker,
     PositionFix, TrackFilterConfig, TrackFilters, from_wgs84,
@@ -357,6 +360,138 @@ fn fences_and_inspectors_are_tracked_separately() {
     t.forget("a");
     assert!(t.inside("a").is_empty());
     assert_eq!(t.inside("b"), ["k1", "n1"]);
+}
+
+#[test]
+fn one_feature_is_read_as_the_api_receives_it_and_written_back() {
+    let text = feature(
+        r#"{"name": "新工地", "kind": "construction_site", "min_dwell_ms": 120000}"#,
+        &polygon(&square_ring(0.0, 0.0, 50.0)),
+    );
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let fence = read_geofence_feature(&value, "api-1").unwrap();
+    assert_eq!(fence.id, "api-1");
+    assert_eq!(fence.kind, FenceKind::ConstructionSite);
+    assert_eq!(fence.min_dwell_ms, Some(120_000));
+    assert!(fence.contains(offset(0.0, 0.0)));
+    let written = geofence_feature(&fence);
+    assert_eq!(written["geometry"]["type"], "Polygon");
+    assert_eq!(written["properties"]["kind_zh"], "施工工地");
+    assert_eq!(
+        written["properties"]["required_visits_per_day"],
+        serde_json::Value::Null
+    );
+    assert_eq!(read_geofence_feature(&written, "api-1").unwrap(), fence);
+    let key = key_project();
+    let written = geofence_feature(&key);
+    assert_eq!(written["properties"]["required_visits_per_day"], 2);
+    assert_eq!(
+        written["properties"]["min_dwell_ms"],
+        serde_json::Value::Null
+    );
+    assert_eq!(read_geofence_feature(&written, "k1").unwrap(), key);
+}
+
+#[test]
+fn bad_geometry_of_one_feature_is_refused_with_the_field() {
+    let read = |properties: &str, geometry: &str| {
+        let value: serde_json::Value =
+            serde_json::from_str(&feature(properties, geometry)).unwrap();
+        read_geofence_feature(&value, "x")
+    };
+    let fine = r#"{"name": "x", "kind": "other"}"#;
+    let problem = |geometry: &str| {
+        let error = read(fine, geometry).unwrap_err();
+        assert_eq!(error.field, "geometry", "{error}");
+        error.problem
+    };
+    let unclosed = r#"{"type": "Polygon", "coordinates": [[[116.40, 39.90], [116.41, 39.90], [116.41, 39.91], [116.40, 39.91]]]}"#;
+    assert!(
+        problem(unclosed).contains("not closed"),
+        "{}",
+        problem(unclosed)
+    );
+    let bowtie = r#"{"type": "Polygon", "coordinates": [[[116.40, 39.90], [116.41, 39.91], [116.41, 39.90], [116.40, 39.91], [116.40, 39.90]]]}"#;
+    assert!(problem(bowtie).contains("not valid"), "{}", problem(bowtie));
+    let flat = r#"{"type": "Polygon", "coordinates": [[[116.40, 39.90], [116.41, 39.90], [116.42, 39.90], [116.40, 39.90]]]}"#;
+    problem(flat);
+    let latitude = r#"{"type": "Polygon", "coordinates": [[[116.40, 39.90], [116.41, 95.0], [116.41, 39.91], [116.40, 39.90]]]}"#;
+    assert!(problem(latitude).contains("not a [longitude, latitude]"));
+    problem(r#"{"type": "Polygon", "coordinates": "junk"}"#);
+    problem(r#"{"type": "MultiPolygon", "coordinates": []}"#);
+    let square = polygon(&square_ring(0.0, 0.0, 50.0));
+    for dwell in ["-1", "3600001", "1.5", "\"60s\""] {
+        let properties = format!(r#"{{"name": "x", "kind": "other", "min_dwell_ms": {dwell}}}"#);
+        assert_eq!(
+            read(&properties, &square).unwrap_err().field,
+            "min_dwell_ms"
+        );
+    }
+    let no_feature: serde_json::Value = serde_json::from_str(&square).unwrap();
+    assert_eq!(
+        read_geofence_feature(&no_feature, "x").unwrap_err().field,
+        "type"
+    );
+    let no_properties: serde_json::Value =
+        serde_json::from_str(&format!(r#"{{"type": "Feature", "geometry": {square}}}"#)).unwrap();
+    assert_eq!(
+        read_geofence_feature(&no_properties, "x")
+            .unwrap_err()
+            .field,
+        "properties"
+    );
+}
+
+#[test]
+fn a_fence_with_its_own_dwell_confirms_entries_on_it() {
+    let slow = Geofence {
+        id: "slow".into(),
+        min_dwell_ms: Some(180_000),
+        ..key_project()
+    };
+    let mut t = GeofenceTracker::new(vec![key_project(), slow], FenceTrackerConfig::default());
+    let fixes: Vec<PositionFix> = [0.0, 60.0, 120.0, 180.0]
+        .iter()
+        .map(|&s| fix("i1", s, 0.0, INSIDE))
+        .collect();
+    let confirmed: Vec<(usize, String)> = fixes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, f)| t.observe(f).into_iter().map(move |e| (i, e.fence)))
+        .collect();
+    assert_eq!(confirmed, [(1, "k1".to_string()), (3, "slow".to_string())]);
+}
+
+#[test]
+fn replacing_the_fences_keeps_known_presence_and_watches_new_ones() {
+    let mut t = tracker();
+    for s in [0.0, 60.0] {
+        t.observe(&fix("i1", s, 0.0, INSIDE));
+    }
+    assert_eq!(t.inside("i1"), ["k1"]);
+    // A new fence around the same spot, and k1 kept: i1 stays inside k1 without a second entry and
+    // enters the new fence after its dwell.
+    let added = Geofence {
+        id: "new".into(),
+        ..key_project()
+    };
+    t.replace_fences(vec![added.clone(), key_project()]);
+    assert_eq!(t.inside("i1"), ["k1"]);
+    let mut seen = Vec::new();
+    for s in [120.0, 180.0] {
+        seen.extend(t.observe(&fix("i1", s, 0.0, INSIDE)));
+    }
+    let summary: Vec<(&str, FenceEventKind, i64)> = seen
+        .iter()
+        .map(|e| (e.fence.as_str(), e.kind, (e.at - T0) / 1000))
+        .collect();
+    assert_eq!(summary, [("new", FenceEventKind::Entered, 120)]);
+    assert_eq!(t.inside("i1"), ["new", "k1"]);
+    // Removing k1 forgets it without an exit.
+    t.replace_fences(vec![added]);
+    assert_eq!(t.inside("i1"), ["new"]);
+    assert!(t.observe(&fix("i1", 240.0, 0.0, OUTSIDE)).is_empty());
+    assert_eq!(t.fences().len(), 1);
 }
 
 /// A walk 150 m south of the fence for ten minutes with a fix every 5 s, spoiled by everything phones

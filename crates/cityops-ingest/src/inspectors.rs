@@ -14,6 +14,7 @@ use cityops_gis::geofence::{FenceEventKind, FenceTrackerConfig, Geofence, Geofen
 
 use cityops_core::telemetry::{Counter, PromWriter};
 use cityops_core::{GeoPoint, GridPlace, UnixMillis};
+use cityops_gis::RunCard;
 use cityops_gis::inspectors::{Candidate, InspectorBoard, InspectorStatus};
 use cityops_gis::tracking::{PositionFix, Rejection, TrackFilterConfig, TrackFilters};
 use cityops_store::Store;
@@ -97,6 +98,8 @@ struct Inner {
     filters: TrackFilters,
     board: InspectorBoard,
     fences: GeofenceTracker,
+    /// The live run card: the nearest-inspector answer puts its team first.
+    run_card: RunCard,
     known: BTreeSet<String>,
     last_position_event: HashMap<String, UnixMillis>,
     /// Accepted fixes not yet written to the store (the writer takes them every second).
@@ -111,6 +114,7 @@ impl InspectorTracker {
                 filters: TrackFilters::new(TrackFilterConfig::default()),
                 board: InspectorBoard::new(max_position_age_ms),
                 fences: GeofenceTracker::new(Vec::new(), FenceTrackerConfig::default()),
+                run_card: RunCard::new(),
                 known: BTreeSet::new(),
                 last_position_event: HashMap::new(),
                 pending: Vec::new(),
@@ -123,9 +127,21 @@ impl InspectorTracker {
         }
     }
 
-    /// Replaces the geofences watched (key projects, no-stall zones, construction sites).
+    /// Replaces the geofences watched (key projects, no-stall zones, construction sites), from the next
+    /// fix on. What is known of inspectors in fences that stay is kept, so nobody re-enters a fence
+    /// because another one was added (see [`GeofenceTracker::replace_fences`]).
     pub fn set_geofences(&self, fences: Vec<Geofence>) {
-        self.inner.lock().fences = GeofenceTracker::new(fences, FenceTrackerConfig::default());
+        self.inner.lock().fences.replace_fences(fences);
+    }
+
+    /// The geofences watched now.
+    pub fn geofences(&self) -> Vec<Geofence> {
+        self.inner.lock().fences.fences().to_vec()
+    }
+
+    /// Replaces the run card the nearest-inspector answer follows.
+    pub fn set_run_card(&self, run_card: RunCard) {
+        self.inner.lock().run_card = run_card;
     }
 
     /// Applies a fix if the track filter accepts it; the rejection otherwise (already counted).
@@ -256,7 +272,8 @@ impl InspectorTracker {
             .collect()
     }
 
-    /// The `n` nearest available inspectors with a fresh position for a case at `point` in `place`.
+    /// The `n` available inspectors with a fresh position for a case at `point` in `place`: the run
+    /// card's team for the place first, in its order, then the nearest others.
     pub fn nearest(
         &self,
         point: GeoPoint,
@@ -264,10 +281,10 @@ impl InspectorTracker {
         n: usize,
         now: UnixMillis,
     ) -> Vec<Candidate> {
-        self.inner
-            .lock()
+        let inner = self.inner.lock();
+        inner
             .board
-            .nearest_available(point, place, n, None, now)
+            .nearest_available(point, place, n, Some(&inner.run_card), now)
     }
 
     pub fn render_metrics(&self, w: &mut PromWriter) {

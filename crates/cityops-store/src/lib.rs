@@ -9,8 +9,10 @@ pub mod cases;
 pub mod components;
 mod db;
 pub mod fixes;
+pub mod geofences;
 mod migrations;
 mod rows;
+pub mod run_cards;
 pub mod users;
 
 use anyhow::Context as _;

@@ -42,6 +42,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "inspector_fixes",
         include_str!("../migrations/sqlite/0007_inspector_fixes.sql"),
     ),
+    (
+        8,
+        "geofences_run_cards",
+        include_str!("../migrations/sqlite/0008_geofences_run_cards.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[

@@ -172,8 +172,26 @@ impl App {
         )
         .await?;
         let registry = ingest.registry.clone();
-        let geofences = settings.gis.load_geofences()?;
-        ingest.inspectors.set_geofences(geofences.clone());
+        let run_card_config = settings
+            .gis
+            .run_card()
+            .map(|_| settings.gis.run_cards.clone())?;
+        // The configured fences and those drawn through the API; the tracker watches them all, and
+        // every change through the API reaches it (and the patrol watch, and coverage) at once.
+        let geofences = cityops_api::geofences::GeofenceBook::load(
+            &store,
+            settings.gis.load_geofences()?,
+            ingest.inspectors.clone(),
+        )
+        .await
+        .context("the stored geofences could not be loaded")?;
+        let run_cards = cityops_api::run_cards::RunCardBook::load(
+            &store,
+            run_card_config,
+            ingest.inspectors.clone(),
+        )
+        .await
+        .context("the run cards could not be loaded")?;
         let fix_writer = {
             let (tracker, store, mut stop) = (
                 ingest.inspectors.clone(),
@@ -250,21 +268,15 @@ impl App {
         ));
         let catalogue = Arc::new(catalogue);
         let calendar = Arc::new(calendar);
-        let check_after =
-            chrono::NaiveTime::parse_from_str(&settings.gis.patrol_check_after, "%H:%M")
-                .with_context(|| {
-                    format!(
-                        "gis.patrol_check_after {:?}: expected HH:MM",
-                        settings.gis.patrol_check_after
-                    )
-                })?;
+        let patrol_schedule = settings.gis.patrol_schedule()?;
         // Reads the store and publishes on the bus only; it stops with the shutdown signal.
+        let watched = geofences.clone();
         tokio::spawn(crate::patrol_watch::run(
             store.clone(),
             bus.clone(),
-            geofences.clone(),
+            move || watched.all(),
             calendar.clone(),
-            check_after,
+            patrol_schedule,
             Duration::from_secs(300),
             shutdown_rx.clone(),
         ));
@@ -286,7 +298,8 @@ impl App {
         );
         let components = cityops_api::components::load(&store).await?;
         let state = AppState {
-            geofences: Arc::new(geofences),
+            geofences,
+            run_cards,
             components,
             inspectors: ingest.inspectors.clone(),
             photos_dir: settings.data_dir.join("photos"),

@@ -53,8 +53,29 @@ pub struct GisSettings {
     pub grid: String,
     /// `builtin:dongcheng`, a path to a geofence GeoJSON file, or empty for none.
     pub geofences: String,
-    /// Local time after which key projects behind their required visits are reported (`HH:MM`).
+    /// Local time after which key projects behind their required visits are reported (`HH:MM`), with
+    /// the `daily` check.
     pub patrol_check_after: String,
+    /// `daily` (once past `patrol_check_after`, short of the day's required visits) or `pro_rata`
+    /// (through `patrol_day`, short of the required visits times the elapsed share of it).
+    #[serde(default = "default_patrol_check")]
+    pub patrol_check: String,
+    /// The patrol day of the `pro_rata` check, local `HH:MM-HH:MM`.
+    #[serde(default = "default_patrol_day")]
+    pub patrol_day: String,
+    /// The run card (责任卡): grid code (6, 9, 12 or 15 digits) → the usernames of the responsible
+    /// inspectors, offered first, in order, for a case there; the most specific code wins. Entries set
+    /// through the API override these.
+    #[serde(default)]
+    pub run_cards: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+fn default_patrol_check() -> String {
+    "daily".to_string()
+}
+
+fn default_patrol_day() -> String {
+    "08:00-20:00".to_string()
 }
 
 /// The demo's geofences in Dongcheng.
@@ -75,6 +96,42 @@ impl GisSettings {
         };
         cityops_gis::geofence::read_geofences_geojson(&text)
             .map_err(|e| anyhow::anyhow!("gis.geofences {}: {e}", self.geofences))
+    }
+
+    /// When the patrol watch counts a key project as behind (`patrol_check`, `patrol_check_after`,
+    /// `patrol_day`), checked.
+    pub fn patrol_schedule(&self) -> anyhow::Result<crate::patrol_watch::PatrolSchedule> {
+        use crate::patrol_watch::PatrolSchedule;
+        let time = |option: &str, text: &str| {
+            chrono::NaiveTime::parse_from_str(text.trim(), "%H:%M")
+                .with_context(|| format!("gis.{option} {text:?}: expected HH:MM"))
+        };
+        match self.patrol_check.as_str() {
+            "daily" => Ok(PatrolSchedule::Daily {
+                after: time("patrol_check_after", &self.patrol_check_after)?,
+            }),
+            "pro_rata" => {
+                let (start, end) = self.patrol_day.split_once('-').with_context(|| {
+                    format!("gis.patrol_day {:?}: expected HH:MM-HH:MM", self.patrol_day)
+                })?;
+                let (start, end) = (time("patrol_day", start)?, time("patrol_day", end)?);
+                anyhow::ensure!(
+                    start < end,
+                    "gis.patrol_day {:?}: the start must come before the end",
+                    self.patrol_day
+                );
+                Ok(PatrolSchedule::ProRata { start, end })
+            }
+            other => {
+                anyhow::bail!("gis.patrol_check {other:?}: expected \"daily\" or \"pro_rata\"")
+            }
+        }
+    }
+
+    /// The configured run card, checked (grid codes, non-empty teams).
+    pub fn run_card(&self) -> anyhow::Result<cityops_gis::RunCard> {
+        cityops_gis::RunCard::try_from(self.run_cards.clone())
+            .map_err(|e| anyhow::anyhow!("gis.run_cards: {e}"))
     }
 
     /// Loads the configured grid, if any.
@@ -245,6 +302,61 @@ mod tests {
         assert!(s.external_broker().is_err());
         s.mqtt_url = Some("mqtt://host:abc".into());
         assert!(s.external_broker().is_err());
+    }
+
+    #[test]
+    fn run_cards_come_from_the_configuration_and_are_checked() {
+        let s = Settings::defaults();
+        let card = s.gis.run_card().unwrap();
+        assert!(!card.is_empty(), "the demo ships run card entries");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[gis.run_cards]\n\"110101003\" = [\"a\", \"b\"]\n\"110101003002\" = [\"c\"]\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!(s.gis.run_cards["110101003"], ["a", "b"]);
+        assert_eq!(s.gis.run_cards["110101003002"], ["c"]);
+        std::fs::write(&path, "[gis.run_cards]\n\"1101\" = [\"a\"]\n").unwrap();
+        let s = Settings::load(Some(&path), &Overrides::default()).unwrap();
+        let err = s.gis.run_card().unwrap_err().to_string();
+        assert!(
+            err.contains("gis.run_cards") && err.contains("1101"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_patrol_schedule_is_read_and_checked() {
+        use crate::patrol_watch::PatrolSchedule;
+        let t = |h, m| chrono::NaiveTime::from_hms_opt(h, m, 0).unwrap();
+        let mut gis = Settings::defaults().gis;
+        assert_eq!(
+            gis.patrol_schedule().unwrap(),
+            PatrolSchedule::Daily { after: t(16, 0) }
+        );
+        gis.patrol_check = "pro_rata".into();
+        gis.patrol_day = "07:30-19:00".into();
+        assert_eq!(
+            gis.patrol_schedule().unwrap(),
+            PatrolSchedule::ProRata {
+                start: t(7, 30),
+                end: t(19, 0)
+            }
+        );
+        for (check, day, named) in [
+            ("pro_rata", "19:00-07:30", "patrol_day"),
+            ("pro_rata", "07:30", "patrol_day"),
+            ("pro_rata", "7h-19h", "patrol_day"),
+            ("hourly", "07:30-19:00", "patrol_check"),
+        ] {
+            gis.patrol_check = check.into();
+            gis.patrol_day = day.into();
+            let err = format!("{:#}", gis.patrol_schedule().unwrap_err());
+            assert!(err.contains(named), "{err}");
+        }
     }
 
     #[test]

@@ -32,6 +32,9 @@ const TABLE: &[(&str, &str)] = &[
     ("evaluation.read",       ".  x  .  .  .  x  x"),
     ("audit.read",            ".  .  .  .  .  x  x"),
     ("metrics.read",          ".  .  .  .  .  .  x"),
+    ("run_cards.read",        ".  x  x  .  .  x  x"),
+    ("run_cards.manage",      ".  x  .  .  .  .  x"),
+    ("geofences.manage",      ".  x  .  .  .  .  x"),
 ];
 
 #[test]

@@ -1,15 +1,17 @@
 //! Reading geofences from a GeoJSON FeatureCollection of Polygon or MultiPolygon features.
 //!
 //! Properties: `id` (string or integer; the feature's own `id` is the fallback), `name`, `kind`
-//! (`key_project`, `no_stall`, `construction_site`, `other`) and, for key projects only,
-//! `required_visits_per_day` (1..=1000). Fences are configuration, so one bad feature refuses the whole
-//! file, with an error naming the feature and the field. Like the grid file, the collection may carry a
+//! (`key_project`, `no_stall`, `construction_site`, `other`), for key projects only
+//! `required_visits_per_day` (1..=1000), and optionally `min_dwell_ms` (0..=[`MAX_MIN_DWELL_MS`], the
+//! fence's own entry dwell). Fences are configuration, so one bad feature refuses the whole file, with an
+//! error naming the feature and the field. Geometry must be valid as RFC 7946 and OGC say: closed rings
+//! of at least four positions, no self-intersection, holes inside their shell, a non-zero area. Like the grid file, the collection may carry a
 //! `"datum"` member (`"wgs84"`, the default, or `"gcj02"`); a fence drawn on a GCJ-02 basemap (高德) is
 //! converted to WGS-84 on reading, since fixes are WGS-84.
 
 use cityops_core::GeoPoint;
-use geo::{Coord, LineString, MultiPolygon, Polygon};
-use serde_json::Value;
+use geo::{Area, Coord, LineString, MultiPolygon, Polygon, Validation};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 
 use super::{FenceKind, Geofence};
@@ -57,7 +59,7 @@ pub fn read_geofences_geojson(text: &str) -> Result<Vec<Geofence>, GeofenceError
     let mut first_index: HashMap<String, usize> = HashMap::new();
     let mut fences = Vec::with_capacity(features.len());
     for (index, feature) in features.iter().enumerate() {
-        let fence = read_feature(feature, datum).map_err(|(id, field, problem)| {
+        let fence = read_feature(feature, datum, None).map_err(|(id, field, problem)| {
             GeofenceError::Feature {
                 index,
                 id,
@@ -78,14 +80,88 @@ pub fn read_geofences_geojson(text: &str) -> Result<Vec<Geofence>, GeofenceError
     Ok(fences)
 }
 
-type FieldError = (String, &'static str, String);
+/// The longest per-fence entry dwell accepted: an hour.
+pub const MAX_MIN_DWELL_MS: i64 = 3_600_000;
 
-fn read_feature(feature: &Value, datum: Datum) -> Result<Geofence, FieldError> {
-    let properties = &feature["properties"];
-    let id = match (&properties["id"], &feature["id"]) {
+/// Why one feature was refused (see [`read_geofence_feature`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct FeatureError {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+/// The id a feature gives itself: `properties.id`, else the feature's `id` (string or integer);
+/// `None` when it gives none.
+pub fn feature_id(feature: &Value) -> Option<String> {
+    let id = match (&feature["properties"]["id"], &feature["id"]) {
         (Value::String(id), _) | (Value::Null, Value::String(id)) => id.trim().to_string(),
         (Value::Number(id), _) | (Value::Null, Value::Number(id)) => id.to_string(),
         _ => String::new(),
+    };
+    (!id.is_empty()).then_some(id)
+}
+
+/// Reads one WGS-84 GeoJSON Feature (as the API receives it) into a fence with the id `id`; the
+/// feature's own id, if any, is the caller's to check.
+pub fn read_geofence_feature(feature: &Value, id: &str) -> Result<Geofence, FeatureError> {
+    if feature["type"] != "Feature" {
+        return Err(FeatureError {
+            field: "type",
+            problem: "expected a GeoJSON Feature".to_string(),
+        });
+    }
+    read_feature(feature, Datum::Wgs84, Some(id))
+        .map_err(|(_, field, problem)| FeatureError { field, problem })
+}
+
+/// A fence as a GeoJSON Feature (WGS-84): a Polygon when it has one part, a MultiPolygon otherwise;
+/// properties `id`, `name`, `kind`, `kind_zh`, `required_visits_per_day` (null unless a key project)
+/// and `min_dwell_ms` (null: the tracker's). [`read_geofence_feature`] reads it back.
+pub fn geofence_feature(fence: &Geofence) -> Value {
+    let ring =
+        |ring: &LineString<f64>| -> Vec<[f64; 2]> { ring.coords().map(|c| [c.x, c.y]).collect() };
+    let rings = |polygon: &Polygon<f64>| -> Vec<Vec<[f64; 2]>> {
+        std::iter::once(ring(polygon.exterior()))
+            .chain(polygon.interiors().iter().map(ring))
+            .collect()
+    };
+    let geometry = match fence.polygon.0.as_slice() {
+        [one] => json!({"type": "Polygon", "coordinates": rings(one)}),
+        parts => {
+            json!({"type": "MultiPolygon", "coordinates": parts.iter().map(rings).collect::<Vec<_>>()})
+        }
+    };
+    json!({
+        "type": "Feature",
+        "id": fence.id,
+        "properties": {
+            "id": fence.id,
+            "name": fence.name,
+            "kind": fence.kind.as_str(),
+            "kind_zh": fence.kind.label_zh(),
+            "required_visits_per_day": fence.kind.required_visits_per_day(),
+            "min_dwell_ms": fence.min_dwell_ms,
+        },
+        "geometry": geometry,
+    })
+}
+
+type FieldError = (String, &'static str, String);
+
+fn read_feature(
+    feature: &Value,
+    datum: Datum,
+    id_override: Option<&str>,
+) -> Result<Geofence, FieldError> {
+    let properties = &feature["properties"];
+    if !properties.is_object() {
+        let id = id_override.map(str::to_string).unwrap_or_default();
+        return Err((id, "properties", "missing or not an object".to_string()));
+    }
+    let id = match id_override {
+        Some(id) => id.to_string(),
+        None => feature_id(feature).unwrap_or_default(),
     };
     let fail = |field: &'static str, problem: String| (id.clone(), field, problem);
     if id.is_empty() {
@@ -124,11 +200,26 @@ fn read_feature(feature: &Value, datum: Datum) -> Result<Geofence, FieldError> {
         }
         None => return Err(fail("kind", "missing".to_string())),
     };
+    let dwell = &properties["min_dwell_ms"];
+    let min_dwell_ms = match dwell {
+        Value::Null => None,
+        _ => Some(
+            dwell
+                .as_i64()
+                .filter(|ms| (0..=MAX_MIN_DWELL_MS).contains(ms))
+                .ok_or_else(|| {
+                    let problem =
+                        format!("{dwell} is not a whole number of 0..={MAX_MIN_DWELL_MS} ms");
+                    fail("min_dwell_ms", problem)
+                })?,
+        ),
+    };
     let polygons = polygons_of(&feature["geometry"], datum).map_err(|p| fail("geometry", p))?;
     Ok(Geofence {
         name: name.to_string(),
         kind,
         polygon: MultiPolygon::new(polygons),
+        min_dwell_ms,
         id,
     })
 }
@@ -160,7 +251,14 @@ fn polygon_of(rings: &Value, datum: Datum) -> Result<Polygon<f64>, String> {
         .map(|ring| ring_of(ring, datum))
         .collect::<Result<Vec<_>, _>>()?;
     let exterior = rings.remove(0);
-    Ok(Polygon::new(exterior, rings))
+    let polygon = Polygon::new(exterior, rings);
+    if let Err(invalid) = polygon.check_validation() {
+        return Err(format!("the polygon is not valid: {invalid}"));
+    }
+    if polygon.unsigned_area() <= 0.0 {
+        return Err("the polygon has no area".to_string());
+    }
+    Ok(polygon)
 }
 
 fn ring_of(ring: &Value, datum: Datum) -> Result<LineString<f64>, String> {
@@ -188,5 +286,13 @@ fn ring_of(ring: &Value, datum: Datum) -> Result<LineString<f64>, String> {
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
+    // RFC 7946: the first and last positions hold identical values (the datum shift keeps that).
+    if coords.first() != coords.last() {
+        return Err(format!(
+            "a ring is not closed: its first position {} differs from its last {}",
+            positions[0],
+            positions[positions.len() - 1]
+        ));
+    }
     Ok(LineString::new(coords))
 }

@@ -1,14 +1,18 @@
 //! Geofences (电子围栏): key projects to patrol, no-stall zones, construction sites; who enters and leaves.
 //!
 //! A [`Geofence`] is a WGS-84 area with a kind; fences are configuration, read from GeoJSON
-//! ([`read_geofences_geojson`]). The [`GeofenceTracker`] turns accepted position fixes into
+//! ([`read_geofences_geojson`], or one feature at a time with [`read_geofence_feature`] as the API
+//! receives them) and written back with [`geofence_feature`]. The [`GeofenceTracker`] turns accepted position fixes into
 //! [`FenceEvent`]s, confirming each crossing by a minimum dwell or absence so that GPS scatter along an
 //! edge raises nothing (see the `tracker` module for the rules, including long gaps between fixes).
 
 mod geojson;
 mod tracker;
 
-pub use geojson::{GeofenceError, read_geofences_geojson};
+pub use geojson::{
+    FeatureError, GeofenceError, MAX_MIN_DWELL_MS, feature_id, geofence_feature,
+    read_geofence_feature, read_geofences_geojson,
+};
 pub use tracker::{
     FenceEvent, FenceEventKind, FencePresence, FenceTrackerConfig, GeofenceTracker, replay,
 };
@@ -72,6 +76,9 @@ pub struct Geofence {
     pub kind: FenceKind,
     /// WGS-84. A point on the edge counts as inside.
     pub polygon: MultiPolygon<f64>,
+    /// Time inside before an entry counts, for this fence; the tracker's `min_dwell_ms` when `None`
+    /// (a construction site may want a longer stay than a street crossing).
+    pub min_dwell_ms: Option<i64>,
 }
 
 impl Geofence {

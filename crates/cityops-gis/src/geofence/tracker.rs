@@ -131,7 +131,8 @@ struct InspectorFences {
     presence: HashMap<usize, FencePresence>,
 }
 
-/// Fence events of every inspector against a fixed set of fences.
+/// Fence events of every inspector against a set of fences (replaceable, see
+/// [`GeofenceTracker::replace_fences`]). A fence's own `min_dwell_ms` overrides the tracker's.
 #[derive(Debug, Clone)]
 pub struct GeofenceTracker {
     config: FenceTrackerConfig,
@@ -142,6 +143,15 @@ pub struct GeofenceTracker {
 
 impl GeofenceTracker {
     pub fn new(fences: Vec<Geofence>, config: FenceTrackerConfig) -> Self {
+        Self {
+            config,
+            tree: Self::index(&fences),
+            fences,
+            inspectors: HashMap::new(),
+        }
+    }
+
+    fn index(fences: &[Geofence]) -> RTree<GeomWithData<Rectangle<[f64; 2]>, usize>> {
         let boxes = fences
             .iter()
             .enumerate()
@@ -151,16 +161,37 @@ impl GeofenceTracker {
                 Some(GeomWithData::new(rectangle, index))
             })
             .collect();
-        Self {
-            config,
-            fences,
-            tree: RTree::bulk_load(boxes),
-            inspectors: HashMap::new(),
-        }
+        RTree::bulk_load(boxes)
     }
 
     pub fn fences(&self) -> &[Geofence] {
         &self.fences
+    }
+
+    /// Watches a new set of fences from now on, keeping what is known of every inspector against each
+    /// fence that keeps its id (a fence whose shape changed is reconciled by the next fixes, with the
+    /// usual dwell and absence). A removed fence is forgotten without an `Exited`; a new fence starts,
+    /// like every pair, outside, so an inspector already standing in it enters after the dwell.
+    pub fn replace_fences(&mut self, fences: Vec<Geofence>) {
+        let new_index: HashMap<&str, usize> = fences
+            .iter()
+            .enumerate()
+            .map(|(index, fence)| (fence.id.as_str(), index))
+            .collect();
+        let remap: HashMap<usize, usize> = self
+            .fences
+            .iter()
+            .enumerate()
+            .filter_map(|(old, fence)| Some((old, *new_index.get(fence.id.as_str())?)))
+            .collect();
+        for state in self.inspectors.values_mut() {
+            state.presence = std::mem::take(&mut state.presence)
+                .into_iter()
+                .filter_map(|(old, presence)| Some((*remap.get(&old)?, presence)))
+                .collect();
+        }
+        self.tree = Self::index(&fences);
+        self.fences = fences;
     }
 
     /// Takes one accepted fix; returns the crossings it confirms, in fence order.
@@ -192,7 +223,14 @@ impl GeofenceTracker {
         for index in involved {
             let presence = state.presence.entry(index).or_default();
             let inside = containing.contains(&index);
-            if let Some((kind, at)) = presence.observe(inside, fix.time, after_gap, &self.config) {
+            let config = match self.fences[index].min_dwell_ms {
+                Some(min_dwell_ms) => FenceTrackerConfig {
+                    min_dwell_ms,
+                    ..self.config.clone()
+                },
+                None => self.config.clone(),
+            };
+            if let Some((kind, at)) = presence.observe(inside, fix.time, after_gap, &config) {
                 events.push(FenceEvent {
                     inspector: fix.inspector.clone(),
                     fence: self.fences[index].id.clone(),
