@@ -49,7 +49,7 @@ impl Store {
         id: Option<&str>,
         fence: &GeofenceWrite,
     ) -> anyhow::Result<Option<String>> {
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         // Without an id, the row is inserted under the empty id (never a valid one, and held only
         // inside this transaction) and renamed after its sequence number.
         let row = sqlx::query(
@@ -92,7 +92,7 @@ impl Store {
 
     /// Replaces the fence `id` (keeping when and by whom it was created); false when there is none.
     pub async fn update_geofence(&self, id: &str, fence: &GeofenceWrite) -> anyhow::Result<bool> {
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE geofences SET name = $1, kind = $2, required_visits_per_day = $3, \
              min_dwell_ms = $4, feature = $5, updated_at = $6, updated_by = $7 WHERE id = $8",
@@ -114,7 +114,7 @@ impl Store {
 
     /// Removes the fence `id`; false when there is none.
     pub async fn delete_geofence(&self, id: &str) -> anyhow::Result<bool> {
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query("DELETE FROM geofences WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -153,6 +153,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{TestDb, conformance};
 
     fn write(name: &str, at: i64) -> GeofenceWrite {
         GeofenceWrite {
@@ -166,9 +167,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn fences_get_ids_and_are_updated_and_deleted() {
-        let store = Store::open("sqlite::memory:").await.unwrap();
+    async fn fences_get_ids_and_are_updated_and_deleted(db: TestDb) {
+        let store = db.open().await;
         let first = store.insert_geofence(None, &write("a", 1)).await.unwrap();
         let second = store.insert_geofence(None, &write("b", 2)).await.unwrap();
         assert_eq!(first.as_deref(), Some("gf-1"));
@@ -215,24 +215,23 @@ mod tests {
                 updated_by: "admin".into(),
             }
         );
-        // A deleted fence's number is not given again, even the highest one.
+        // A deleted fence's number is not given again, even the highest one (numbers may skip: a
+        // PostgreSQL identity also spends one on an insert that found its id taken).
         assert!(store.delete_geofence("site-9").await.unwrap());
         let third = store.insert_geofence(None, &write("e", 11)).await.unwrap();
-        assert_eq!(third.as_deref(), Some("gf-4"));
+        let n: u32 = third.unwrap().strip_prefix("gf-").unwrap().parse().unwrap();
+        assert!(n >= 4, "gf-{n} was given before");
     }
 
-    #[tokio::test]
-    async fn fences_survive_reopening_the_database() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("g.db").display());
-        let store = Store::open(&url).await.unwrap();
+    async fn fences_survive_reopening_the_database(db: TestDb) {
+        let store = db.open().await;
         let id = store
             .insert_geofence(None, &write("a", 1))
             .await
             .unwrap()
             .unwrap();
         store.close().await;
-        let store = Store::open(&url).await.unwrap();
+        let store = db.open().await;
         let rows = store.geofence_rows().await.unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(
@@ -240,4 +239,9 @@ mod tests {
             (id.as_str(), "a")
         );
     }
+
+    conformance!(
+        fences_get_ids_and_are_updated_and_deleted,
+        fences_survive_reopening_the_database,
+    );
 }

@@ -85,6 +85,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "inspector_fixes",
         include_str!("../migrations/postgres/0007_inspector_fixes.sql"),
     ),
+    (
+        8,
+        "geofences_run_cards",
+        include_str!("../migrations/postgres/0008_geofences_run_cards.sql"),
+    ),
 ];
 
 /// The migrator of a dialect: the same versions and names, each in that database's SQL.

@@ -23,7 +23,7 @@ impl Store {
     /// Sets (inserting or replacing) the team of `row.code`.
     pub async fn put_run_card(&self, row: &RunCardRow) -> anyhow::Result<()> {
         let team = serde_json::to_string(&row.team)?;
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO run_cards (code, team, updated_at, updated_by) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (code) DO UPDATE SET team = excluded.team, updated_at = excluded.updated_at, \
@@ -42,7 +42,7 @@ impl Store {
 
     /// Removes the entry of `code`; false when there was none.
     pub async fn delete_run_card(&self, code: &str) -> anyhow::Result<bool> {
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query("DELETE FROM run_cards WHERE code = $1")
             .bind(code)
             .execute(&mut *tx)
@@ -77,6 +77,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{TestDb, conformance};
 
     fn row(code: &str, team: &[&str], at: i64) -> RunCardRow {
         RunCardRow {
@@ -87,9 +88,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn entries_are_set_replaced_and_deleted() {
-        let store = Store::open("sqlite::memory:").await.unwrap();
+    async fn entries_are_set_replaced_and_deleted(db: TestDb) {
+        let store = db.open().await;
         assert!(store.run_card_rows().await.unwrap().is_empty());
         store
             .put_run_card(&row("110101001", &["b", "a"], 1))
@@ -115,20 +115,22 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn entries_survive_reopening_the_database() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("c.db").display());
-        let store = Store::open(&url).await.unwrap();
+    async fn entries_survive_reopening_the_database(db: TestDb) {
+        let store = db.open().await;
         store
             .put_run_card(&row("110101001", &["x", "y"], 5))
             .await
             .unwrap();
         store.close().await;
-        let store = Store::open(&url).await.unwrap();
+        let store = db.open().await;
         assert_eq!(
             store.run_card_rows().await.unwrap(),
             [row("110101001", &["x", "y"], 5)]
         );
     }
+
+    conformance!(
+        entries_are_set_replaced_and_deleted,
+        entries_survive_reopening_the_database,
+    );
 }
