@@ -24,7 +24,16 @@ async fn act(app: &TestApp, token: &str, id: i64, body: Value) -> Value {
 
 #[tokio::test]
 async fn from_an_mqtt_reading_to_a_closed_case() {
-    let app = spawn_app().await;
+    mqtt_reading_to_closed_case(spawn_app().await).await;
+}
+
+/// The same path with the app's store on PostgreSQL.
+#[tokio::test]
+async fn from_an_mqtt_reading_to_a_closed_case_on_postgresql() {
+    mqtt_reading_to_closed_case(spawn_app_on_postgres().await).await;
+}
+
+async fn mqtt_reading_to_closed_case(app: TestApp) {
     let dispatcher =
         login_as_new_user(app.app(), &app.base, "e2e.disp", Role::Dispatcher, None).await;
     let handler = login_as_new_user(

@@ -360,3 +360,229 @@ async fn reports_are_checked_and_inspectors_report_from_patrol() {
         "refused reports filed nothing"
     );
 }
+
+/// Takes a registered case through dispatch, handling, check and close; returns the closed case.
+async fn to_closed(app: &TestApp, crew: &Crew, id: i64) -> Value {
+    let steps = [
+        (
+            &crew.dispatcher,
+            json!({"action": "dispatch", "department": "sanitation"}),
+        ),
+        (
+            &crew.handler,
+            json!({"action": "handle", "feedback": "已清理", "evidence": []}),
+        ),
+        (&crew.inspector, json!({"action": "check_pass"})),
+        (
+            &crew.shift_lead,
+            json!({"action": "close", "closure": "normal"}),
+        ),
+    ];
+    let mut last = Value::Null;
+    for (who, body) in steps {
+        let (status, case) = act(app, who, id, body.clone()).await;
+        assert_eq!(status, 200, "{body} -> {case}");
+        last = case;
+    }
+    assert_eq!(last["state"], "closed");
+    last
+}
+
+struct Crew {
+    operator: Actor,
+    shift_lead: Actor,
+    dispatcher: Actor,
+    handler: Actor,
+    inspector: Actor,
+    supervisor: Actor,
+}
+
+async fn crew(app: &TestApp) -> Crew {
+    Crew {
+        operator: actor(app, "cb-op", Role::Operator, None).await,
+        shift_lead: actor(app, "cb-lead", Role::ShiftLead, None).await,
+        dispatcher: actor(app, "cb-disp", Role::Dispatcher, None).await,
+        handler: actor(app, "cb-sanit", Role::DepartmentHandler, Some("sanitation")).await,
+        inspector: actor(app, "cb-insp", Role::Inspector, None).await,
+        supervisor: actor(app, "cb-sup", Role::Supervisor, None).await,
+    }
+}
+
+#[tokio::test]
+async fn citizen_cases_are_called_back_and_closed_cases_reopen_with_a_reason() {
+    let app = spawn_app().await;
+    let crew = crew(&app).await;
+    let (status, case) = post(
+        &app,
+        &crew.operator,
+        "/api/v1/cases",
+        json!({"category": "E0101", "description": "东单北大街垃圾堆放", "lon": 116.4175, "lat": 39.9135}),
+    )
+    .await;
+    assert_eq!(status, 201, "{case}");
+    assert_eq!(
+        case["source"], "hotline",
+        "the hotline's citizen is called back"
+    );
+    let id = case["id"].as_i64().unwrap();
+    for (who, body) in [
+        (&crew.operator, json!({"action": "accept"})),
+        (&crew.shift_lead, json!({"action": "register"})),
+    ] {
+        assert_eq!(act(&app, who, id, body).await.0, 200);
+    }
+    let closed = to_closed(&app, &crew, id).await;
+    assert_eq!(closed["clock"]["stage"], "callback", "{closed}");
+    assert!(closed["closed_at"].is_i64());
+
+    // 回访: the operator calls the citizen back; others may not, and the satisfaction is 1-5.
+    let callback = json!({"action": "callback", "satisfaction": 2, "note": "市民认为清理不彻底"});
+    assert_eq!(
+        act(&app, &crew.inspector, id, callback.clone()).await.0,
+        403
+    );
+    assert_eq!(
+        act(&app, &crew.dispatcher, id, callback.clone()).await.0,
+        403
+    );
+    let (status, body) = act(
+        &app,
+        &crew.operator,
+        id,
+        json!({"action": "callback", "satisfaction": 9}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, evaluated) = act(&app, &crew.operator, id, callback.clone()).await;
+    assert_eq!(status, 200, "{evaluated}");
+    assert_eq!(evaluated["state"], "evaluated");
+    assert_eq!(evaluated["satisfaction"], 2);
+    assert!(
+        evaluated["clock"].is_null(),
+        "the callback stops the last clock"
+    );
+    let (status, body) = act(&app, &crew.operator, id, callback).await;
+    assert_eq!(status, 409, "one callback per closing: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("evaluated"),
+        "{body}"
+    );
+
+    // Reopened (重新办理) by the shift lead with a reason: back to dispatch, counted, satisfaction gone.
+    let reopen = json!({"action": "reopen", "reason": "市民回访不满意，问题复现"});
+    assert_eq!(act(&app, &crew.operator, id, reopen.clone()).await.0, 403);
+    assert_eq!(
+        act(
+            &app,
+            &crew.shift_lead,
+            id,
+            json!({"action": "reopen", "reason": "  "})
+        )
+        .await
+        .0,
+        422,
+        "a reopening needs a reason"
+    );
+    let (status, reopened) = act(&app, &crew.shift_lead, id, reopen).await;
+    assert_eq!(status, 200, "{reopened}");
+    assert_eq!(reopened["state"], "registered");
+    assert_eq!(reopened["reopen_count"], 1);
+    assert!(reopened["satisfaction"].is_null());
+    assert!(reopened["closed_at"].is_null());
+    assert_eq!(reopened["clock"]["stage"], "dispatch");
+
+    // The second round closes and is called back again.
+    let closed = to_closed(&app, &crew, id).await;
+    assert_eq!(closed["reopen_count"], 1);
+    let (status, evaluated) = act(
+        &app,
+        &crew.operator,
+        id,
+        json!({"action": "callback", "satisfaction": 5}),
+    )
+    .await;
+    assert_eq!(status, 200, "{evaluated}");
+    assert_eq!(evaluated["satisfaction"], 5);
+
+    let (_, detail) = app.get_json(&format!("/api/v1/cases/{id}")).await;
+    let actions: Vec<&str> = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "report",
+            "accept",
+            "register",
+            "dispatch",
+            "handle",
+            "check_pass",
+            "close",
+            "callback",
+            "reopen",
+            "dispatch",
+            "handle",
+            "check_pass",
+            "close",
+            "callback"
+        ]
+    );
+    assert_eq!(detail["timeline"][8]["note"], "市民回访不满意，问题复现");
+    let audit = app
+        .anonymous
+        .get(format!("{}/api/v1/cases/{id}/audit", app.base))
+        .bearer_auth(&crew.supervisor.token)
+        .send()
+        .await
+        .unwrap();
+    let audit: Value = audit.json().await.unwrap();
+    assert_eq!(audit["verdict"]["ok"], true, "{audit}");
+    assert_eq!(audit["verdict"]["records"], 14);
+}
+
+#[tokio::test]
+async fn cases_nobody_can_be_called_about_close_without_a_callback_and_still_reopen() {
+    let app = spawn_app().await;
+    let crew = crew(&app).await;
+    let (status, case) = post(
+        &app,
+        &crew.inspector,
+        "/api/v1/cases",
+        json!({"category": "E0101", "description": "巡查发现暴露垃圾", "lon": 116.4105, "lat": 39.9120}),
+    )
+    .await;
+    assert_eq!(status, 201, "{case}");
+    assert_eq!(case["source"], "inspector");
+    let id = case["id"].as_i64().unwrap();
+    for (who, body) in [
+        (&crew.operator, json!({"action": "accept"})),
+        (&crew.shift_lead, json!({"action": "register"})),
+    ] {
+        assert_eq!(act(&app, who, id, body).await.0, 200);
+    }
+    let closed = to_closed(&app, &crew, id).await;
+    assert!(closed["clock"].is_null(), "no callback clock: {closed}");
+    let (status, body) = act(
+        &app,
+        &crew.operator,
+        id,
+        json!({"action": "callback", "satisfaction": 4}),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    let (status, reopened) = act(
+        &app,
+        &crew.supervisor,
+        id,
+        json!({"action": "reopen", "reason": "督查复查发现问题复现"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{reopened}");
+    assert_eq!(reopened["state"], "registered");
+}

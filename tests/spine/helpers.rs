@@ -26,6 +26,8 @@ pub struct TestApp {
     pub token: String,
     /// Kept so the directory lives as long as the app.
     _data_dir: tempfile::TempDir,
+    /// The PostgreSQL database of an app on PostgreSQL, dropped after the app (fields drop in order).
+    _scratch: Option<cityops_store::scratch::ScratchDatabase>,
 }
 
 /// Settings for a test: every port 0, a fresh data directory, fast flushes.
@@ -49,6 +51,19 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = test_settings(data_dir.path());
     configure(&mut settings);
     start(settings, data_dir).await
+}
+
+/// The demo app on a fresh PostgreSQL database of the test server (`CITYOPS_TEST_POSTGRES_URL`,
+/// default the local one `scripts/test.sh` starts), dropped with the app.
+pub async fn spawn_app_on_postgres() -> TestApp {
+    let admin = cityops_store::scratch::admin_url_from_env("CITYOPS_TEST_POSTGRES_URL");
+    let scratch = cityops_store::scratch::ScratchDatabase::create(&admin, "spine")
+        .await
+        .expect("a PostgreSQL server for the test (scripts/test.sh starts one)");
+    let url = scratch.url().to_string();
+    let mut app = spawn_app_with(|s| s.database_url = Some(url)).await;
+    app._scratch = Some(scratch);
+    app
 }
 
 pub async fn start(settings: Settings, data_dir: tempfile::TempDir) -> TestApp {
@@ -82,6 +97,7 @@ pub async fn start(settings: Settings, data_dir: tempfile::TempDir) -> TestApp {
         anonymous: reqwest::Client::new(),
         token,
         _data_dir: data_dir,
+        _scratch: None,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod geofences;
 mod migrations;
 mod rows;
 pub mod run_cards;
+pub mod scratch;
 pub mod users;
 
 use anyhow::Context as _;

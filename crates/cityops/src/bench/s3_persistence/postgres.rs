@@ -5,9 +5,10 @@
 use std::time::Instant;
 
 use cityops_core::Incident;
+use cityops_store::scratch::{ScratchDatabase, admin_url_from_env};
 use cityops_store::{Store, WriteBatch};
-use sqlx::postgres::{PgConnection, PgPoolOptions};
-use sqlx::{Connection as _, Executor as _, PgPool};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
 
 use super::super::progress;
 use super::super::report::Row;
@@ -15,75 +16,27 @@ use super::{BATCH, WORKERS, drive_cases, incident, json, lifecycle, transition_r
 
 /// The environment variable naming the server (any database on it; the bench creates its own).
 pub(super) const URL_VAR: &str = "CITYOPS_BENCH_POSTGRES_URL";
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// The PostgreSQL rows of S3.
 pub(super) async fn rows(incidents: usize, cases: usize) -> anyhow::Result<Vec<Row>> {
-    let admin = std::env::var(URL_VAR).unwrap_or_else(|_| DEFAULT_URL.to_string());
-    let mut conn = PgConnection::connect(&admin)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach PostgreSQL at {admin}: {e}"))?;
-    drop_leftovers(&mut conn).await;
-    conn.close().await.ok();
-
-    let mut out = Vec::new();
+    let admin = admin_url_from_env(URL_VAR);
+    // Every database of the run is dropped when `scratch` goes, also after an error.
     let mut scratch = Vec::new();
-    let result = async {
-        out.push(incident_batches(&admin, incidents, &mut scratch).await?);
-        out.extend(case_transitions(&admin, cases, &mut scratch).await?);
-        anyhow::Ok(())
-    }
-    .await;
-    // Dropped also after an error: nothing of the run stays on the server.
-    let mut conn = PgConnection::connect(&admin).await?;
-    for name in scratch {
-        let _ = conn
-            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-            .await;
-    }
-    result?;
+    let mut out = vec![incident_batches(&admin, incidents, &mut scratch).await?];
+    out.extend(case_transitions(&admin, cases, &mut scratch).await?);
     Ok(out)
 }
 
-/// Creates a fresh database for one side of the run; returns its URL.
+/// A fresh database for one side of the run; returns its URL.
 async fn fresh_database(
     admin: &str,
     label: &str,
-    made: &mut Vec<String>,
+    made: &mut Vec<ScratchDatabase>,
 ) -> anyhow::Result<String> {
-    let name = format!("cityops_bench_{}_{label}", std::process::id());
-    let mut conn = PgConnection::connect(admin).await?;
-    conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-        .await?;
-    conn.execute(format!("CREATE DATABASE {name}").as_str())
-        .await?;
-    made.push(name.clone());
-    let (server, query) = match admin.split_once('?') {
-        Some((server, query)) => (server, format!("?{query}")),
-        None => (admin, String::new()),
-    };
-    let server = server
-        .rsplit_once('/')
-        .filter(|(head, _)| head.len() > "postgres://".len())
-        .map_or(server, |(head, _)| head);
-    Ok(format!("{server}/{name}{query}"))
-}
-
-/// Databases of bench runs whose process is gone.
-async fn drop_leftovers(conn: &mut PgConnection) {
-    let names: Vec<String> =
-        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'cityops_bench_%'")
-            .fetch_all(&mut *conn)
-            .await
-            .unwrap_or_default();
-    for name in names {
-        let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
-        if pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
-            let _ = conn
-                .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                .await;
-        }
-    }
+    let db = ScratchDatabase::create(admin, &format!("bench_{label}")).await?;
+    let url = db.url().to_string();
+    made.push(db);
+    Ok(url)
 }
 
 /// `Store::apply` in batches of [`BATCH`] against COPY of the same rows, batch by batch, each in a
@@ -91,7 +44,7 @@ async fn drop_leftovers(conn: &mut PgConnection) {
 async fn incident_batches(
     admin: &str,
     count: usize,
-    made: &mut Vec<String>,
+    made: &mut Vec<ScratchDatabase>,
 ) -> anyhow::Result<Row> {
     let now_ms = chrono::Utc::now().timestamp_millis();
     let rows: Vec<Incident> = (0..count)
@@ -175,7 +128,7 @@ async fn incident_batches(
 async fn case_transitions(
     admin: &str,
     cases: usize,
-    made: &mut Vec<String>,
+    made: &mut Vec<ScratchDatabase>,
 ) -> anyhow::Result<Vec<Row>> {
     let transitions = cases * lifecycle().len();
     let bar = progress((transitions * 4) as u64, "S3 PostgreSQL cases");
