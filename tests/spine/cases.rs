@@ -363,6 +363,7 @@ async fn reports_are_checked_and_inspectors_report_from_patrol() {
 
 /// Takes a registered case through dispatch, handling, check and close; returns the closed case.
 async fn to_closed(app: &TestApp, crew: &Crew, id: i64) -> Value {
+    let photo = upload_photo(app, &crew.handler, &png(format!("case {id}").as_bytes())).await;
     let steps = [
         (
             &crew.dispatcher,
@@ -370,7 +371,7 @@ async fn to_closed(app: &TestApp, crew: &Crew, id: i64) -> Value {
         ),
         (
             &crew.handler,
-            json!({"action": "handle", "feedback": "已清理", "evidence": []}),
+            json!({"action": "handle", "feedback": "已清理", "evidence": [photo]}),
         ),
         (&crew.inspector, json!({"action": "check_pass"})),
         (

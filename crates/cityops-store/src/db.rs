@@ -9,16 +9,14 @@
 //! change with `FOR UPDATE`), the migrations, and the connection settings.
 
 use std::fmt::{Display, Write as _};
-use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, Once};
+use std::sync::Once;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use sqlx::any::{AnyArguments, AnyPoolOptions};
 use sqlx::error::BoxDynError;
 use sqlx::query::{Query, QueryScalar};
-use sqlx::{Any, AnyConnection, AnyPool, Arguments as _, Encode, Executor as _, Transaction, Type};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use sqlx::{Any, AnyPool, Arguments as _, Encode, Executor as _, Type};
 
 use crate::migrations;
 
@@ -60,37 +58,7 @@ impl Dialect {
     }
 }
 
-/// A write transaction of the store. On SQLite it also holds the process's write turn: writers of one
-/// process queue on an async lock (first come, first served) instead of meeting SQLite's busy handler,
-/// which sleeps a millisecond or more between retries.
-pub(crate) struct Tx {
-    inner: Transaction<'static, Any>,
-    _turn: Option<OwnedMutexGuard<()>>,
-}
-
-impl Tx {
-    pub async fn commit(self) -> sqlx::Result<()> {
-        self.inner.commit().await
-    }
-}
-
-impl Deref for Tx {
-    type Target = AnyConnection;
-
-    fn deref(&self) -> &AnyConnection {
-        &self.inner
-    }
-}
-
-impl DerefMut for Tx {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        &mut self.inner
-    }
-}
-
-/// The write turn of one SQLite database in this process.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct WriteTurn(Arc<Mutex<()>>);
+pub(crate) use crate::group::{Tx, WriteTurn, begin_write};
 
 /// Opens the pool for `url` in its dialect and brings its schema up to date.
 pub(crate) async fn connect(url: &str, dialect: Dialect) -> anyhow::Result<AnyPool> {
@@ -143,28 +111,6 @@ pub(crate) async fn connect(url: &str, dialect: Dialect) -> anyhow::Result<AnyPo
         .await
         .with_context(|| format!("Failed to migrate database {url}"))?;
     Ok(pool)
-}
-
-/// Starts a write transaction: on SQLite with the write lock taken at once, so two writers queue on
-/// the busy timeout instead of failing on a read-to-write upgrade.
-pub(crate) async fn begin_write(
-    pool: &AnyPool,
-    dialect: Dialect,
-    turn: &WriteTurn,
-) -> sqlx::Result<Tx> {
-    match dialect {
-        Dialect::Sqlite => {
-            let turn = turn.0.clone().lock_owned().await;
-            Ok(Tx {
-                inner: pool.begin_with("BEGIN IMMEDIATE").await?,
-                _turn: Some(turn),
-            })
-        }
-        Dialect::Postgres => Ok(Tx {
-            inner: pool.begin().await?,
-            _turn: None,
-        }),
-    }
 }
 
 /// A statement built piece by piece with its arguments (sqlx's own `QueryBuilder` writes `?` for the

@@ -10,6 +10,7 @@ pub mod components;
 mod db;
 pub mod fixes;
 pub mod geofences;
+mod group;
 mod migrations;
 mod rows;
 pub mod run_cards;
@@ -159,6 +160,11 @@ impl Store {
     /// Which database this store talks to.
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// Starts a case change (see [`group`]): grouped with concurrent ones into one commit on SQLite.
+    pub(crate) async fn change_tx(&self) -> sqlx::Result<group::ChangeTx> {
+        group::ChangeTx::begin(&self.pool, self.dialect, &self.turn).await
     }
 
     /// Starts a write transaction (see [`Store`]).

@@ -288,7 +288,8 @@ impl Store {
         let date = at.with_timezone(&sla.calendar.utc_offset()).date_naive();
         let prefix = format!("{}{}", new.category, date.format("%Y%m%d"));
 
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.change_tx().await?;
+        let result: Result<Case, CaseStoreError> = async {
         let sequence: i64 = sqlx::query_scalar(
             "INSERT INTO case_sequences (prefix, last) VALUES ($1, 1) \
              ON CONFLICT (prefix) DO UPDATE SET last = case_sequences.last + 1 RETURNING last",
@@ -387,10 +388,13 @@ impl Store {
             at_ms,
         )
         .await?;
-        tx.commit()
-            .await
-            .with_context(|| format!("Failed to commit case {number}"))?;
         Ok(case)
+        }
+        .await;
+        tx.finish(result, |e| {
+            anyhow::anyhow!("Failed to commit case {prefix}…: {e}").into()
+        })
+        .await
     }
 
     /// Records one workflow step the caller decided with the state machine: state, assignments,
@@ -403,7 +407,8 @@ impl Store {
         let evidence = evidence_of(change)?;
         let at_ms = change.at.timestamp_millis();
 
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.change_tx().await?;
+        let result: Result<Case, CaseStoreError> = async {
         let (case, head) = load_for_change(&mut tx, self.dialect, change.case_id).await?;
         let stale_version = change
             .expected_version
@@ -567,10 +572,13 @@ impl Store {
             at_ms,
         )
         .await?;
-        tx.commit()
-            .await
-            .with_context(|| format!("Failed to commit a change of case {}", case.number))?;
         Ok(after)
+        }
+        .await;
+        tx.finish(result, |e| {
+            anyhow::anyhow!("Failed to commit a change of case {}: {e}", change.case_id).into()
+        })
+        .await
     }
 
     /// The case with this id.

@@ -69,7 +69,8 @@ impl Store {
         at: DateTime<Utc>,
     ) -> Result<Case, CaseStoreError> {
         let at_ms = at.timestamp_millis();
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.change_tx().await?;
+        let result: Result<Case, CaseStoreError> = async {
         let (case, head) = load_for_change(&mut tx, self.dialect(), case_id).await?;
         let payload = json!({ "incident": incident, "evidence": evidence.action() });
         let head = audit::append(
@@ -118,8 +119,12 @@ impl Store {
             at_ms,
         )
         .await?;
-        let after = load(&mut tx, case_id).await?;
-        tx.commit().await?;
-        Ok(after)
+        load(&mut tx, case_id).await
+        }
+        .await;
+        tx.finish(result, |e| {
+            anyhow::anyhow!("Failed to commit sensor evidence on case {case_id}: {e}").into()
+        })
+        .await
     }
 }

@@ -1641,6 +1641,71 @@ async fn sensor_evidence_lands_on_the_devices_open_case_only(db: TestDb) {
     assert!(matches!(missing, CaseStoreError::NotFound(_)), "{missing}");
 }
 
+// ---- concurrent changes ----
+
+async fn concurrent_changes_all_commit_and_refused_ones_leave_nothing(db: TestDb) {
+    let w = World::open(&db).await;
+    let start = t("2026-04-10 09:00");
+    let mut cases = Vec::new();
+    for n in 0..12 {
+        cases.push(w.report("C0101", plus(start, n)).await);
+    }
+    let events_before = w.count("outbox").await;
+    let audit_before = w.count("case_audit").await;
+    // Every case is taken through its lifecycle by a task of its own, all at once; each also tries a
+    // stale step first, which must be refused without disturbing the others' changes.
+    let w = std::sync::Arc::new(w);
+    let mut tasks = Vec::new();
+    for case in cases.clone() {
+        let w = w.clone();
+        tasks.push(tokio::spawn(async move {
+            let accepted = w
+                .act(&case, Action::Accept, Role::Operator, plus(start, 20))
+                .await;
+            let stale = w
+                .try_act(&case, Action::Accept, Role::Operator, plus(start, 21))
+                .await
+                .unwrap_err();
+            assert!(matches!(stale, CaseStoreError::Conflict { .. }), "{stale}");
+            let mut case = accepted;
+            for (minutes, action, role) in lifecycle().into_iter().skip(1) {
+                case = w.act(&case, action, role, plus(start, 20 + minutes)).await;
+            }
+            case
+        }));
+    }
+    for task in tasks {
+        let closed = task.await.unwrap();
+        assert_eq!(closed.state, CaseState::Closed);
+        assert_eq!(closed.version, 7);
+        assert!(w.store.verify_audit(closed.id).await.unwrap().ok);
+    }
+    let steps = lifecycle().len() as i64;
+    assert_eq!(w.count("outbox").await - events_before, 12 * steps);
+    assert_eq!(w.count("case_audit").await - audit_before, 12 * steps);
+    // Every event of every case is there once, in the order of its case's steps.
+    let events = w.store.pending_outbox(1_000).await.unwrap();
+    for case in &cases {
+        let of_case: Vec<&str> = events
+            .iter()
+            .filter(|e| e.case_id == Some(case.id))
+            .map(|e| e.event_type.as_str())
+            .collect();
+        assert_eq!(
+            of_case,
+            [
+                "case.created",
+                "case.accepted",
+                "case.registered",
+                "case.dispatched",
+                "case.handled",
+                "case.checked",
+                "case.closed"
+            ]
+        );
+    }
+}
+
 conformance!(
     numbers_run_per_category_and_local_day,
     bad_new_cases_are_refused_and_change_nothing,
@@ -1658,5 +1723,5 @@ conformance!(
     the_list_filters_sorts_and_pages,
     published_events_leave_the_outbox_and_carry_their_id,
     sensor_evidence_lands_on_the_devices_open_case_only,
-    ; multi_thread: numbers_stay_unique_under_concurrent_creates
+    ; multi_thread: numbers_stay_unique_under_concurrent_creates, concurrent_changes_all_commit_and_refused_ones_leave_nothing
 );
