@@ -8,8 +8,9 @@
 //! leaves the transaction open for them:
 //!
 //! 1. a change takes the turn, opens the shared transaction if none is open (`BEGIN IMMEDIATE`) and
-//!    runs inside `SAVEPOINT change`;
-//! 2. refused or failed, it rolls back to its savepoint: nothing of it stays, the others' changes do;
+//!    runs inside `SAVEPOINT change` if the batch already holds changes (the first runs bare);
+//! 2. refused or failed, it rolls back to its savepoint (the first change: the whole transaction):
+//!    nothing of it stays, the others' changes do;
 //! 3. done, it releases the savepoint and joins the batch; if nobody waits for the turn (or the batch
 //!    holds [`MAX_GROUP`] changes) it commits the batch and tells every member, else it hands the open
 //!    transaction on;
@@ -53,8 +54,12 @@ struct Batch {
     tx: Transaction<'static, Any>,
     /// Changes done and waiting for the commit.
     members: Vec<oneshot::Sender<Result<(), String>>>,
-    /// A change runs inside its savepoint (still set if its caller went away half-way).
+    /// A change runs (still set if its caller went away half-way).
     in_change: bool,
+    /// The running change has a savepoint: it joined a batch with members. The first change of a
+    /// batch has none (a failure of it rolls back the whole, so far empty, transaction), which spares
+    /// a lone caller two statements.
+    savepoint: bool,
 }
 
 /// Counts a caller as waiting for the turn until it has it, also when its future is dropped.
@@ -97,6 +102,12 @@ async fn roll_back_change(state: &mut TurnState) {
     let Some(batch) = state.open.as_mut() else {
         return;
     };
+    if !batch.savepoint {
+        // The first change of the batch: nothing else is in the transaction.
+        debug_assert!(batch.members.is_empty());
+        state.open = None;
+        return;
+    }
     let undone: sqlx::Result<()> = async {
         batch.tx.execute("ROLLBACK TO SAVEPOINT change").await?;
         batch.tx.execute("RELEASE SAVEPOINT change").await?;
@@ -195,10 +206,14 @@ impl ChangeTx {
                 tx: pool.begin_with("BEGIN IMMEDIATE").await?,
                 members: Vec::new(),
                 in_change: false,
+                savepoint: false,
             });
         }
         let batch = state.open.as_mut().expect("a batch was just opened");
-        if let Err(e) = batch.tx.execute("SAVEPOINT change").await {
+        batch.savepoint = !batch.members.is_empty();
+        if batch.savepoint
+            && let Err(e) = batch.tx.execute("SAVEPOINT change").await
+        {
             // The transaction is unusable: give up the batch, its members are told.
             if let Some(batch) = state.open.take() {
                 for member in batch.members {
@@ -246,7 +261,9 @@ impl ChangeTx {
                     Ok(value) => value,
                 };
                 let batch = state.open.as_mut().expect("a change runs in an open batch");
-                if let Err(e) = batch.tx.execute("RELEASE SAVEPOINT change").await {
+                if batch.savepoint
+                    && let Err(e) = batch.tx.execute("RELEASE SAVEPOINT change").await
+                {
                     let message = format!("could not release a change's savepoint: {e}");
                     roll_back_change(&mut state).await;
                     commit_batch(&mut state).await;
