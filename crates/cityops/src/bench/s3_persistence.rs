@@ -165,17 +165,36 @@ async fn incident_batches(dir: &Path, count: usize) -> anyhow::Result<Row> {
     pool.close().await;
     bar.finish_and_clear();
 
+    let mut row = batch_row(
+        "SQLite",
+        count,
+        (platform_secs, stored),
+        (baseline_secs, baseline_rows),
+        "a raw multi-row INSERT",
+    );
+    row.details.insert(
+        "bare_row_per_statement_rows_per_s".into(),
+        (count as f64 / per_row_secs).round().into(),
+    );
+    Ok(row)
+}
+
+/// A row of batched incidents: the store's time and the rows it kept, against the baseline's.
+pub(super) fn batch_row(
+    database: &str,
+    count: usize,
+    (platform_secs, stored): (f64, i64),
+    (baseline_secs, baseline_rows): (f64, i64),
+    baseline_is: &str,
+) -> Row {
     let platform = count as f64 / platform_secs;
     let baseline = count as f64 / baseline_secs;
     let mut details = serde_json::Map::new();
+    details.insert("database".into(), database.into());
     details.insert("incidents".into(), count.into());
     details.insert("batch".into(), BATCH.into());
     details.insert("platform_secs".into(), platform_secs.into());
     details.insert("baseline_secs".into(), baseline_secs.into());
-    details.insert(
-        "bare_row_per_statement_rows_per_s".into(),
-        (count as f64 / per_row_secs).round().into(),
-    );
     // A row the store or the baseline did not keep would make the comparison meaningless.
     details.insert(
         "platform_rows_lost".into(),
@@ -186,16 +205,16 @@ async fn incident_batches(dir: &Path, count: usize) -> anyhow::Result<Row> {
         (count as i64 - baseline_rows).max(0).into(),
     );
     let ratio = platform / baseline;
-    Ok(Row {
-        case: format!("{count} incidents, Store::apply × {BATCH}"),
+    Row {
+        case: format!("{database}: {count} incidents, Store::apply × {BATCH}"),
         platform,
         baseline,
         ratio,
         unit: "rows/s".into(),
-        goal: "≥ 0.5× a raw multi-row INSERT".into(),
+        goal: format!("≥ 0.5× {baseline_is}"),
         met: Some(ratio >= 0.5),
         details,
-    })
+    }
 }
 
 /// How many tasks drive cases at once in the concurrent rows (the API serves that many requests).

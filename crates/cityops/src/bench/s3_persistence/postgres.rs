@@ -12,7 +12,7 @@ use sqlx::postgres::PgPoolOptions;
 
 use super::super::progress;
 use super::super::report::Row;
-use super::{BATCH, WORKERS, drive_cases, incident, json, lifecycle, transition_row};
+use super::{BATCH, WORKERS, batch_row, drive_cases, incident, json, lifecycle, transition_row};
 
 /// The environment variable naming the server (any database on it; the bench creates its own).
 pub(super) const URL_VAR: &str = "CITYOPS_BENCH_POSTGRES_URL";
@@ -94,33 +94,13 @@ async fn incident_batches(
     pool.close().await;
     bar.finish_and_clear();
 
-    let platform = count as f64 / platform_secs;
-    let baseline = count as f64 / baseline_secs;
-    let mut details = serde_json::Map::new();
-    details.insert("database".into(), "PostgreSQL".into());
-    details.insert("incidents".into(), count.into());
-    details.insert("batch".into(), BATCH.into());
-    details.insert("platform_secs".into(), platform_secs.into());
-    details.insert("baseline_secs".into(), baseline_secs.into());
-    details.insert(
-        "platform_rows_lost".into(),
-        (count as i64 - stored).max(0).into(),
-    );
-    details.insert(
-        "baseline_rows_lost".into(),
-        (count as i64 - baseline_rows).max(0).into(),
-    );
-    let ratio = platform / baseline;
-    Ok(Row {
-        case: format!("PostgreSQL: {count} incidents, Store::apply × {BATCH}"),
-        platform,
-        baseline,
-        ratio,
-        unit: "rows/s".into(),
-        goal: "≥ 0.5× COPY".into(),
-        met: Some(ratio >= 0.5),
-        details,
-    })
+    Ok(batch_row(
+        "PostgreSQL",
+        count,
+        (platform_secs, stored),
+        (baseline_secs, baseline_rows),
+        "COPY",
+    ))
 }
 
 /// Case transitions with one task and with [`WORKERS`], each against bare single-row durable INSERT
