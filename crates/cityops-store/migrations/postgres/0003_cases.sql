@@ -57,8 +57,11 @@ CREATE TABLE case_clocks (
     overdue_notified  BIGINT NOT NULL DEFAULT 0 CHECK (overdue_notified IN (0, 1)),
     active            BIGINT NOT NULL CHECK (active IN (0, 1))
 );
--- A case runs one stage at a time.
-CREATE UNIQUE INDEX case_clocks_one_active ON case_clocks (case_id) WHERE active = 1;
+-- A case runs one stage at a time. Checked at commit (a deferred exclusion constraint, where SQLite has
+-- a partial unique index): a change stops the old clock and starts the new one in one statement, whose
+-- parts PostgreSQL runs in no set order.
+ALTER TABLE case_clocks ADD CONSTRAINT case_clocks_one_active
+    EXCLUDE USING btree (case_id WITH =) WHERE (active = 1) DEFERRABLE INITIALLY DEFERRED;
 CREATE INDEX case_clocks_by_case ON case_clocks (case_id, id);
 CREATE INDEX case_clocks_by_deadline ON case_clocks (deadline_at) WHERE active = 1;
 CREATE INDEX case_clocks_warning_due ON case_clocks (warning_at) WHERE active = 1 AND warned = 0;

@@ -26,7 +26,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::{CaseId, CaseStoreError};
-use crate::Store;
+use crate::db::SqlBuilder;
+use crate::{Dialect, Store};
 
 /// The `prev_hash` of the first record of every case.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -187,14 +188,51 @@ impl Head {
     }
 }
 
-/// Appends a record after `head` (read from the case row in the same transaction); returns the new
-/// head, which the caller writes on the case row in the same transaction ([`move_head`], or with its
-/// own update of the case).
-pub(super) async fn append(
-    conn: &mut AnyConnection,
-    head: &Head,
-    entry: &Entry<'_>,
-) -> Result<Head, CaseStoreError> {
+/// A record chained after a head, ready to be stored.
+pub(super) struct Chained {
+    fields: Fields,
+    prev_hash: String,
+    hash: String,
+}
+
+impl Chained {
+    /// The chain's head once this record is stored.
+    pub fn head(&self) -> Head {
+        Head {
+            seq: self.fields.seq,
+            hash: self.hash.clone(),
+        }
+    }
+
+    /// `INSERT INTO case_audit … VALUES …` for this record.
+    pub fn push_insert(&self, b: &mut SqlBuilder<'_>) -> anyhow::Result<()> {
+        let f = &self.fields;
+        b.push(
+            "INSERT INTO case_audit (case_id, seq, at, actor, role, action, from_state, to_state, note, \
+             evidence, payload, prev_hash, hash) ",
+        );
+        let evidence = serde_json::to_string(&f.evidence).context("evidence")?;
+        b.push_values([()], |row, ()| {
+            row.push_bind(f.case_id)
+                .push_bind(f.seq)
+                .push_bind(f.at)
+                .push_bind(f.actor.clone())
+                .push_bind(f.role.clone())
+                .push_bind(f.action.clone())
+                .push_bind(f.from.clone())
+                .push_bind(f.to.clone())
+                .push_bind(f.note.clone())
+                .push_bind(evidence.clone())
+                .push_bind(canonical_json(&f.payload))
+                .push_bind(self.prev_hash.clone())
+                .push_bind(self.hash.clone());
+        });
+        Ok(())
+    }
+}
+
+/// Chains a record after `head` (read from the case row in the same transaction).
+pub(super) fn chain(head: &Head, entry: &Entry<'_>) -> Chained {
     let fields = Fields {
         case_id: entry.case_id,
         seq: head.seq + 1,
@@ -209,30 +247,31 @@ pub(super) async fn append(
         payload: entry.payload.clone(),
     };
     let hash = fields.hash(&head.hash);
-    sqlx::query(
-        "INSERT INTO case_audit (case_id, seq, at, actor, role, action, from_state, to_state, note, evidence, \
-         payload, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    )
-    .bind(fields.case_id)
-    .bind(fields.seq)
-    .bind(fields.at)
-    .bind(&fields.actor)
-    .bind(&fields.role)
-    .bind(&fields.action)
-    .bind(&fields.from)
-    .bind(&fields.to)
-    .bind(&fields.note)
-    .bind(serde_json::to_string(&fields.evidence).context("evidence")?)
-    .bind(canonical_json(&fields.payload))
-    .bind(&head.hash)
-    .bind(&hash)
-    .execute(&mut *conn)
-    .await
-    .with_context(|| format!("Failed to append to the audit trail of case {}", entry.case_id))?;
-    Ok(Head {
-        seq: fields.seq,
+    Chained {
+        fields,
+        prev_hash: head.hash.clone(),
         hash,
-    })
+    }
+}
+
+/// Appends a record after `head`; returns the new head, which the caller writes on the case row in
+/// the same transaction ([`move_head`], or with its own update of the case).
+pub(super) async fn append(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    head: &Head,
+    entry: &Entry<'_>,
+) -> Result<Head, CaseStoreError> {
+    let record = chain(head, entry);
+    let mut b = SqlBuilder::new(dialect, "");
+    record.push_insert(&mut b)?;
+    b.build()?.execute(&mut *conn).await.with_context(|| {
+        format!(
+            "Failed to append to the audit trail of case {}",
+            entry.case_id
+        )
+    })?;
+    Ok(record.head())
 }
 
 /// Writes the chain's new head on the case row.

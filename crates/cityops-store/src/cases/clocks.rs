@@ -19,7 +19,8 @@ use sqlx::{AnyConnection, Row};
 
 use super::outbox::{self, CASE_SLA_OVERDUE, CASE_SLA_WARNING, NewOutboxEvent};
 use super::{CaseId, CaseStoreError, check_fresh_clock, invalid};
-use crate::Store;
+use crate::db::SqlBuilder;
+use crate::{Dialect, Store};
 
 /// How deadlines are computed: the working calendar and the share of the limit that triggers the early
 /// warning.
@@ -209,25 +210,43 @@ pub(super) fn plan(
     Ok(plan)
 }
 
-/// Writes a plan: the changed clock first (a started clock must not meet an active one). Returns the
-/// case's running clock after it, as stored: `running` (the clock before) when the plan leaves it alone.
-pub(super) async fn write(
-    conn: &mut AnyConnection,
+/// The rows a plan writes: the changed clock as it will be stored, and the started one (its `id` 0
+/// until it is known).
+#[derive(Debug, Default)]
+pub(super) struct Rows {
+    pub changed: Option<CaseClock>,
+    pub started: Option<CaseClock>,
+}
+
+impl Rows {
+    /// The case's running clock once the rows are written: `running` (the clock before) when the plan
+    /// leaves it alone.
+    pub fn running_after(&self, running: Option<&CaseClock>) -> Option<CaseClock> {
+        if let Some(started) = &self.started {
+            return Some(started.clone());
+        }
+        match &self.changed {
+            Some(changed) => changed.active.then(|| changed.clone()),
+            None => running.cloned(),
+        }
+    }
+}
+
+/// The rows of a plan, with the deadline and warning instants of the calendar.
+pub(super) fn rows(
     case_id: CaseId,
-    running: Option<&CaseClock>,
     plan: &Plan,
     policy: &SlaPolicy<'_>,
     at: DateTime<Utc>,
-) -> Result<Option<CaseClock>, CaseStoreError> {
+) -> Rows {
     let at_ms = at.timestamp_millis();
-    let mut after = running.cloned();
-    if let Some((old, clock)) = &plan.changed {
+    let changed = plan.changed.as_ref().map(|(old, clock)| {
         let (deadline_at, warning_at) = policy.instants(clock);
         // An instant moved back into the future (extension, resumption) is notified again when it comes.
         let still_notified = |flag: bool, instant: Option<UnixMillis>| {
             flag && instant.is_none_or(|instant| instant <= at_ms)
         };
-        let changed = CaseClock {
+        CaseClock {
             id: old.id,
             case_id,
             stage: clock.stage(),
@@ -237,58 +256,20 @@ pub(super) async fn write(
             warned: still_notified(old.warned, warning_at),
             overdue_notified: still_notified(old.overdue_notified, deadline_at),
             active: !clock.is_stopped(),
-        };
-        sqlx::query(
-            "UPDATE case_clocks SET clock = $1, deadline_at = $2, warning_at = $3, warned = $4, \
-             overdue_notified = $5, active = $6 WHERE id = $7",
-        )
-        .bind(serde_json::to_string(clock).context("clock")?)
-        .bind(deadline_at)
-        .bind(warning_at)
-        .bind(i64::from(changed.warned))
-        .bind(i64::from(changed.overdue_notified))
-        .bind(i64::from(changed.active))
-        .bind(old.id)
-        .execute(&mut *conn)
-        .await
-        .with_context(|| format!("Failed to update the {} clock of case {case_id}", old.stage))?;
-        after = changed.active.then_some(changed);
-    }
-    if let Some(clock) = &plan.started {
-        after = Some(insert(conn, case_id, clock, policy).await?);
-    }
-    Ok(after)
+        }
+    });
+    let started = plan
+        .started
+        .as_ref()
+        .map(|clock| new_row(case_id, clock, policy));
+    Rows { changed, started }
 }
 
-/// Inserts the running clock of a stage; returns it as stored.
-pub(super) async fn insert(
-    conn: &mut AnyConnection,
-    case_id: CaseId,
-    clock: &StageClock,
-    policy: &SlaPolicy<'_>,
-) -> Result<CaseClock, CaseStoreError> {
+/// A clock about to start, as it will be stored (`id` 0 until it is known).
+fn new_row(case_id: CaseId, clock: &StageClock, policy: &SlaPolicy<'_>) -> CaseClock {
     let (deadline_at, warning_at) = policy.instants(clock);
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO case_clocks (case_id, stage, clock, started_at, deadline_at, warning_at, warned, \
-         overdue_notified, active) VALUES ($1, $2, $3, $4, $5, $6, 0, 0, $7) RETURNING id",
-    )
-    .bind(case_id)
-    .bind(clock.stage().as_str())
-    .bind(serde_json::to_string(clock).context("clock")?)
-    .bind(clock.started_at().timestamp_millis())
-    .bind(deadline_at)
-    .bind(warning_at)
-    .bind(i64::from(!clock.is_stopped()))
-    .fetch_one(&mut *conn)
-    .await
-    .with_context(|| {
-        format!(
-            "Failed to start the {} clock of case {case_id}",
-            clock.stage()
-        )
-    })?;
-    Ok(CaseClock {
-        id,
+    CaseClock {
+        id: 0,
         case_id,
         stage: clock.stage(),
         clock: clock.clone(),
@@ -297,7 +278,110 @@ pub(super) async fn insert(
         warned: false,
         overdue_notified: false,
         active: !clock.is_stopped(),
-    })
+    }
+}
+
+/// `UPDATE case_clocks …` writing a changed clock.
+pub(super) fn push_update(b: &mut SqlBuilder<'_>, row: &CaseClock) -> anyhow::Result<()> {
+    b.push("UPDATE case_clocks SET clock = ")
+        .push_bind(serde_json::to_string(&row.clock).context("clock")?)
+        .push(", deadline_at = ")
+        .push_bind(row.deadline_at)
+        .push(", warning_at = ")
+        .push_bind(row.warning_at)
+        .push(", warned = ")
+        .push_bind(i64::from(row.warned))
+        .push(", overdue_notified = ")
+        .push_bind(i64::from(row.overdue_notified))
+        .push(", active = ")
+        .push_bind(i64::from(row.active))
+        .push(" WHERE id = ")
+        .push_bind(row.id);
+    Ok(())
+}
+
+/// `INSERT INTO case_clocks …` of a starting clock, with its id when it was reserved (PostgreSQL),
+/// else letting the database give one.
+pub(super) fn push_insert(
+    b: &mut SqlBuilder<'_>,
+    row: &CaseClock,
+    id: Option<i64>,
+) -> anyhow::Result<()> {
+    let json = serde_json::to_string(&row.clock).context("clock")?;
+    b.push(if id.is_some() {
+        "INSERT INTO case_clocks (id, case_id, stage, clock, started_at, deadline_at, warning_at, warned, \
+         overdue_notified, active) "
+    } else {
+        "INSERT INTO case_clocks (case_id, stage, clock, started_at, deadline_at, warning_at, warned, \
+         overdue_notified, active) "
+    });
+    b.push_values([()], |values, ()| {
+        if let Some(id) = id {
+            values.push_bind(id);
+        }
+        values
+            .push_bind(row.case_id)
+            .push_bind(row.stage.as_str())
+            .push_bind(json.clone())
+            .push_bind(row.clock.started_at().timestamp_millis())
+            .push_bind(row.deadline_at)
+            .push_bind(row.warning_at)
+            .push_bind(0_i64)
+            .push_bind(0_i64)
+            .push_bind(i64::from(row.active));
+    });
+    Ok(())
+}
+
+/// Writes the rows of a plan one statement each: the changed clock first (a started clock must not
+/// meet an active one). Returns the started clock with its id.
+pub(super) async fn write(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    rows: &mut Rows,
+) -> Result<(), CaseStoreError> {
+    if let Some(changed) = &rows.changed {
+        let mut b = SqlBuilder::new(dialect, "");
+        push_update(&mut b, changed)?;
+        b.build()?.execute(&mut *conn).await.with_context(|| {
+            format!(
+                "Failed to update the {} clock of case {}",
+                changed.stage, changed.case_id
+            )
+        })?;
+    }
+    if let Some(started) = &mut rows.started {
+        let mut b = SqlBuilder::new(dialect, "");
+        push_insert(&mut b, started, None)?;
+        b.push(" RETURNING id");
+        started.id = b
+            .build_scalar()?
+            .fetch_one(&mut *conn)
+            .await
+            .with_context(|| {
+                format!(
+                    "Failed to start the {} clock of case {}",
+                    started.stage, started.case_id
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// Inserts the running clock of a new case's first stage; returns it as stored.
+pub(super) async fn insert(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    case_id: CaseId,
+    clock: &StageClock,
+    policy: &SlaPolicy<'_>,
+) -> Result<CaseClock, CaseStoreError> {
+    let mut rows = Rows {
+        changed: None,
+        started: Some(new_row(case_id, clock, policy)),
+    };
+    write(conn, dialect, &mut rows).await?;
+    Ok(rows.started.expect("a started clock"))
 }
 
 /// Reads the `clock_*` columns of [`clock_columns!`]; `None` when the left join found no clock.
@@ -419,7 +503,7 @@ impl Store {
         if marked == 0 {
             return Ok(false);
         }
-        outbox::insert(&mut tx, event, now_ms).await?;
+        outbox::insert(&mut tx, self.dialect(), event, now_ms).await?;
         tx.commit()
             .await
             .context("Failed to commit a clock notification")?;

@@ -103,6 +103,7 @@ use serde_json::json;
 use sqlx::AnyConnection;
 use std::fmt;
 
+use crate::db::SqlBuilder;
 use crate::{Dialect, Store};
 
 pub use audit::{AuditFault, AuditRecord, AuditVerdict, GENESIS_HASH};
@@ -333,7 +334,7 @@ impl Store {
         .with_context(|| format!("Failed to insert case {number}"))?;
 
         if let Some(clock) = &new.clock {
-            clocks::insert(&mut tx, id, clock, sla).await?;
+            clocks::insert(&mut tx, self.dialect, id, clock, sla).await?;
         }
         let payload = json!({
             "number": number,
@@ -354,6 +355,7 @@ impl Store {
         });
         let head = audit::append(
             &mut tx,
+            self.dialect,
             &audit::Head::genesis(),
             &audit::Entry {
                 case_id: id,
@@ -374,6 +376,7 @@ impl Store {
         let case = load(&mut tx, id).await?;
         outbox::insert(
             &mut tx,
+            self.dialect,
             &NewOutboxEvent {
                 event_type: CASE_CREATED.to_string(),
                 case_id: Some(id),
@@ -409,152 +412,153 @@ impl Store {
 
         let mut tx = self.change_tx().await?;
         let result: Result<Case, CaseStoreError> = async {
-        let (case, head) = load_for_change(&mut tx, self.dialect, change.case_id).await?;
-        let stale_version = change
-            .expected_version
-            .is_some_and(|expected| expected != case.version);
-        if stale_version || case.state != t.from {
-            return Err(CaseStoreError::Conflict {
-                expected: CaseRevision {
-                    version: change.expected_version,
-                    state: t.from,
-                },
-                found: case.revision(),
+            let starts_clock = matches!(t.clock, ClockEffect::Start(_));
+            let (case, head, reserved_clock_id) =
+                load_for_change(&mut tx, self.dialect, change.case_id, starts_clock).await?;
+            let stale_version = change
+                .expected_version
+                .is_some_and(|expected| expected != case.version);
+            if stale_version || case.state != t.from {
+                return Err(CaseStoreError::Conflict {
+                    expected: CaseRevision {
+                        version: change.expected_version,
+                        state: t.from,
+                    },
+                    found: case.revision(),
+                });
+            }
+            // The store never records a step the workflow would not take: the caller's decision is checked
+            // against the machine on the stored facts (the actor's department is the API's to check).
+            let context = case
+                .context()
+                .acting(Some(change.actor), case.department.as_deref());
+            let decided = transition(case.state, change.action, change.role, &context)
+                .map_err(|e| invalid(format!("the workflow refuses this step: {e}")))?;
+            if decided != *t {
+                return Err(invalid(format!(
+                    "the transition given for {} is not the one the workflow decides",
+                    t.action
+                )));
+            }
+            if let Some(running) = &case.clock {
+                let stage_of_state = case.state.sla_stage(case.source);
+                if stage_of_state != Some(running.stage) {
+                    return Err(anyhow::anyhow!(
+                        "case {}: a {} case has a running {} clock",
+                        case.number,
+                        case.state,
+                        running.stage
+                    )
+                    .into());
+                }
+            }
+            let plan = clocks::plan(case.clock.as_ref(), t.clock, &change.clocks, change.at)?;
+
+            let mut department = case.department.clone();
+            let mut inspector = case.inspector.clone();
+            apply(&mut department, &t.department);
+            apply(&mut inspector, &t.inspector);
+            let (mut closed_at, mut closure, mut satisfaction) =
+                (case.closed_at, case.closure, case.satisfaction);
+            match change.action {
+                Action::Close { closure: how } => {
+                    closed_at = Some(at_ms);
+                    closure = Some(*how);
+                }
+                Action::Callback {
+                    satisfaction: given,
+                    ..
+                } => satisfaction = Some(*given),
+                // A reopened case is open again; its earlier closing stays in the audit trail.
+                Action::Reopen { .. } => (closed_at, closure, satisfaction) = (None, None, None),
+                _ => {}
+            }
+            let extended = matches!(t.clock, ClockEffect::Extend(_));
+
+            // Everything the step writes is decided before anything is written: the audit record after
+            // the chain's head, the case row (with the new head), the clock rows and the event.
+            let audit_payload = json!({
+                "action": change.action,
+                "transition": t,
+                "version": case.version + 1,
             });
-        }
-        // The store never records a step the workflow would not take: the caller's decision is checked
-        // against the machine on the stored facts (the actor's department is the API's to check).
-        let context = case
-            .context()
-            .acting(Some(change.actor), case.department.as_deref());
-        let decided = transition(case.state, change.action, change.role, &context)
-            .map_err(|e| invalid(format!("the workflow refuses this step: {e}")))?;
-        if decided != *t {
-            return Err(invalid(format!(
-                "the transition given for {} is not the one the workflow decides",
-                t.action
-            )));
-        }
-        if let Some(running) = &case.clock {
-            let stage_of_state = case.state.sla_stage(case.source);
-            if stage_of_state != Some(running.stage) {
-                return Err(anyhow::anyhow!(
-                    "case {}: a {} case has a running {} clock",
-                    case.number,
-                    case.state,
-                    running.stage
-                )
-                .into());
+            let record = audit::chain(
+                &head,
+                &audit::Entry {
+                    case_id: case.id,
+                    at: at_ms,
+                    actor: change.actor,
+                    role: Some(change.role),
+                    action: t.action.as_str(),
+                    from: Some(t.from),
+                    to: t.to,
+                    note: note.as_deref(),
+                    evidence: &evidence,
+                    payload: &audit_payload,
+                },
+            );
+            let head = record.head();
+            let mut clock_rows = clocks::rows(case.id, &plan, &change.clocks.policy, change.at);
+            if let Some(started) = &mut clock_rows.started {
+                // PostgreSQL reserved the id with the read; SQLite's comes with the insert below.
+                started.id = reserved_clock_id.unwrap_or(0);
             }
-        }
-        let plan = clocks::plan(case.clock.as_ref(), t.clock, &change.clocks, change.at)?;
-
-        let mut department = case.department.clone();
-        let mut inspector = case.inspector.clone();
-        apply(&mut department, &t.department);
-        apply(&mut inspector, &t.inspector);
-        let (mut closed_at, mut closure, mut satisfaction) =
-            (case.closed_at, case.closure, case.satisfaction);
-        match change.action {
-            Action::Close { closure: how } => {
-                closed_at = Some(at_ms);
-                closure = Some(*how);
-            }
-            Action::Callback {
-                satisfaction: given,
-                ..
-            } => satisfaction = Some(*given),
-            // A reopened case is open again; its earlier closing stays in the audit trail.
-            Action::Reopen { .. } => (closed_at, closure, satisfaction) = (None, None, None),
-            _ => {}
-        }
-        let extended = matches!(t.clock, ClockEffect::Extend(_));
-
-        // The audit record first: the case row takes the chain's new head in its one update.
-        let audit_payload = json!({
-            "action": change.action,
-            "transition": t,
-            "version": case.version + 1,
-        });
-        let head = audit::append(
-            &mut tx,
-            &head,
-            &audit::Entry {
-                case_id: case.id,
-                at: at_ms,
-                actor: change.actor,
-                role: Some(change.role),
-                action: t.action.as_str(),
-                from: Some(t.from),
-                to: t.to,
-                note: note.as_deref(),
-                evidence: &evidence,
-                payload: &audit_payload,
-            },
-        )
-        .await?;
-        let seq = head.seq;
-        let updated = sqlx::query(
-            "UPDATE cases SET state = $1, state_code = $2, department = $3, inspector = $4, version = version + 1, \
-             updated_at = $5, closed_at = $6, closure_type = $7, satisfaction = $8, \
-             rework_count = rework_count + $9, wrong_dispatch_count = wrong_dispatch_count + $10, \
-             extension_count = extension_count + $11, reopen_count = reopen_count + $12, \
-             audit_seq = $13, audit_hash = $14 \
-             WHERE id = $15 AND version = $16 AND state = $17",
-        )
-        .bind(t.to.as_str())
-        .bind(i64::from(t.to.code()))
-        .bind(&department)
-        .bind(&inspector)
-        .bind(at_ms)
-        .bind(closed_at)
-        .bind(closure.map(ClosureType::as_str))
-        .bind(satisfaction.map(i64::from))
-        .bind(i64::from(t.counts_as_rework))
-        .bind(i64::from(t.counts_as_wrong_dispatch))
-        .bind(i64::from(extended))
-        .bind(i64::from(t.counts_as_reopen))
-        .bind(head.seq)
-        .bind(&head.hash)
-        .bind(case.id)
-        .bind(case.version)
-        .bind(case.state.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() != 1 {
-            // Cannot happen: SQLite's write lock or PostgreSQL's row lock is held since the read.
-            return Err(anyhow::anyhow!("case {} changed under a write lock", case.number).into());
-        }
-        let clock = clocks::write(
-            &mut tx,
-            case.id,
-            case.clock.as_ref(),
-            &plan,
-            &change.clocks.policy,
-            change.at,
-        )
-        .await?;
-        // The case as stored now, without reading it back (tests compare it with a fresh read).
-        let after = Case {
-            state: t.to,
-            department,
-            inspector,
-            version: case.version + 1,
-            updated_at: at_ms,
-            closed_at,
-            closure,
-            satisfaction,
-            rework_count: case.rework_count + i64::from(t.counts_as_rework),
-            wrong_dispatch_count: case.wrong_dispatch_count + i64::from(t.counts_as_wrong_dispatch),
-            extension_count: case.extension_count + i64::from(extended),
-            reopen_count: case.reopen_count + i64::from(t.counts_as_reopen),
-            clock,
-            ..case.clone()
-        };
-        // The event is written last: if anything before fails, there is no event either.
-        outbox::insert(
-            &mut tx,
-            &NewOutboxEvent {
+            let mut after = Case {
+                state: t.to,
+                department,
+                inspector,
+                version: case.version + 1,
+                updated_at: at_ms,
+                closed_at,
+                closure,
+                satisfaction,
+                rework_count: case.rework_count + i64::from(t.counts_as_rework),
+                wrong_dispatch_count: case.wrong_dispatch_count
+                    + i64::from(t.counts_as_wrong_dispatch),
+                extension_count: case.extension_count + i64::from(extended),
+                reopen_count: case.reopen_count + i64::from(t.counts_as_reopen),
+                clock: None,
+                ..case.clone()
+            };
+            let case_update = |b: &mut SqlBuilder<'_>, after: &Case| {
+                b.push("UPDATE cases SET state = ")
+                    .push_bind(after.state.as_str())
+                    .push(", state_code = ")
+                    .push_bind(i64::from(after.state.code()))
+                    .push(", department = ")
+                    .push_bind(after.department.clone())
+                    .push(", inspector = ")
+                    .push_bind(after.inspector.clone())
+                    .push(", version = ")
+                    .push_bind(after.version)
+                    .push(", updated_at = ")
+                    .push_bind(at_ms)
+                    .push(", closed_at = ")
+                    .push_bind(after.closed_at)
+                    .push(", closure_type = ")
+                    .push_bind(after.closure.map(ClosureType::as_str))
+                    .push(", satisfaction = ")
+                    .push_bind(after.satisfaction.map(i64::from))
+                    .push(", rework_count = ")
+                    .push_bind(after.rework_count)
+                    .push(", wrong_dispatch_count = ")
+                    .push_bind(after.wrong_dispatch_count)
+                    .push(", extension_count = ")
+                    .push_bind(after.extension_count)
+                    .push(", reopen_count = ")
+                    .push_bind(after.reopen_count)
+                    .push(", audit_seq = ")
+                    .push_bind(head.seq)
+                    .push(", audit_hash = ")
+                    .push_bind(head.hash.clone())
+                    .push(" WHERE id = ")
+                    .push_bind(case.id)
+                    .push(" AND version = ")
+                    .push_bind(case.version)
+                    .push(" AND state = ")
+                    .push_bind(case.state.as_str());
+            };
+            let event = |after: &Case| NewOutboxEvent {
                 event_type: event_type_for(t.action).to_string(),
                 case_id: Some(case.id),
                 payload: json!({
@@ -566,13 +570,68 @@ impl Store {
                     "role": change.role,
                     "note": note,
                     "at": at_ms,
-                    "audit_seq": seq,
+                    "audit_seq": head.seq,
                 }),
-            },
-            at_ms,
-        )
-        .await?;
-        Ok(after)
+            };
+            let updated = match self.dialect {
+                // One statement a write: each is a call into the same process.
+                Dialect::Sqlite => {
+                    let mut b = SqlBuilder::new(self.dialect, "");
+                    record.push_insert(&mut b)?;
+                    b.build()?.execute(&mut *tx).await.with_context(|| {
+                        format!(
+                            "Failed to append to the audit trail of case {}",
+                            case.number
+                        )
+                    })?;
+                    let mut b = SqlBuilder::new(self.dialect, "");
+                    case_update(&mut b, &after);
+                    let updated = b.build()?.execute(&mut *tx).await?.rows_affected();
+                    clocks::write(&mut tx, self.dialect, &mut clock_rows).await?;
+                    after.clock = clock_rows.running_after(case.clock.as_ref());
+                    // The event is written last: if anything before fails, there is no event either.
+                    outbox::insert(&mut tx, self.dialect, &event(&after), at_ms).await?;
+                    updated
+                }
+                // One statement for every write: each statement is a round trip to the server. The
+                // one-active-clock constraint is checked at commit, so the order inside does not matter.
+                Dialect::Postgres => {
+                    after.clock = clock_rows.running_after(case.clock.as_ref());
+                    let mut b = SqlBuilder::new(self.dialect, "WITH a AS (");
+                    record.push_insert(&mut b)?;
+                    b.push("), c AS (");
+                    case_update(&mut b, &after);
+                    b.push(" RETURNING 1)");
+                    if let Some(changed) = &clock_rows.changed {
+                        b.push(", k_changed AS (");
+                        clocks::push_update(&mut b, changed)?;
+                        b.push(")");
+                    }
+                    if let Some(started) = &clock_rows.started {
+                        b.push(", k_started AS (");
+                        clocks::push_insert(&mut b, started, Some(started.id))?;
+                        b.push(")");
+                    }
+                    b.push(", o AS (");
+                    outbox::push_insert(&mut b, &event(&after), at_ms)?;
+                    b.push(") SELECT COUNT(*) FROM c");
+                    let updated: i64 =
+                        b.build_scalar()?
+                            .fetch_one(&mut *tx)
+                            .await
+                            .with_context(|| {
+                                format!("Failed to record a change of case {}", case.number)
+                            })?;
+                    updated as u64
+                }
+            };
+            if updated != 1 {
+                // Cannot happen: SQLite's write lock or PostgreSQL's row lock is held since the read.
+                return Err(
+                    anyhow::anyhow!("case {} changed under a write lock", case.number).into(),
+                );
+            }
+            Ok(after)
         }
         .await;
         tx.finish(result, |e| {
@@ -620,16 +679,25 @@ async fn load(conn: &mut AnyConnection, id: CaseId) -> Result<Case, CaseStoreErr
 
 /// Reads a case and the head of its audit chain inside a write transaction, and locks it against
 /// concurrent changes until the commit (SQLite's transaction already holds the database's write lock).
+/// On PostgreSQL, with `reserve_clock_id`, it also reserves the id of a clock the change will start,
+/// so all its writes can go in one statement.
 async fn load_for_change(
     conn: &mut AnyConnection,
     dialect: Dialect,
     id: CaseId,
-) -> Result<(Case, audit::Head), CaseStoreError> {
-    let sql = format!(
-        "{} WHERE c.id = $1{}",
-        rows::CASE_SELECT,
-        dialect.lock_rows_of("c")
-    );
+    reserve_clock_id: bool,
+) -> Result<(Case, audit::Head, Option<i64>), CaseStoreError> {
+    let reserve = reserve_clock_id && dialect == Dialect::Postgres;
+    let select = if reserve {
+        rows::CASE_SELECT.replacen(
+            " FROM cases c ",
+            ", nextval(pg_get_serial_sequence('case_clocks', 'id')) AS reserved_clock_id FROM cases c ",
+            1,
+        )
+    } else {
+        rows::CASE_SELECT.to_string()
+    };
+    let sql = format!("{select} WHERE c.id = $1{}", dialect.lock_rows_of("c"));
     let row = sqlx::query(&sql)
         .bind(id)
         .fetch_optional(&mut *conn)
@@ -638,6 +706,11 @@ async fn load_for_change(
         Some(row) => Ok((
             rows::case_from_row(&row)?,
             audit::Head::from_case_row(&row)?,
+            if reserve {
+                Some(sqlx::Row::try_get(&row, "reserved_clock_id")?)
+            } else {
+                None
+            },
         )),
         None => Err(CaseStoreError::NotFound(format!("case {id}"))),
     }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row};
 
+use crate::Dialect;
 use crate::db::SqlBuilder;
 
 use super::{CaseId, CaseStoreError};
@@ -83,22 +84,38 @@ impl OutboxEvent {
     }
 }
 
+/// `INSERT INTO outbox … VALUES …` for `event`.
+pub(super) fn push_insert(
+    b: &mut SqlBuilder<'_>,
+    event: &NewOutboxEvent,
+    at: UnixMillis,
+) -> anyhow::Result<()> {
+    let payload = serde_json::to_string(&event.payload).context("event payload")?;
+    b.push("INSERT INTO outbox (created_at, event_type, case_id, payload) ");
+    b.push_values([()], |row, ()| {
+        row.push_bind(at)
+            .push_bind(event.event_type.clone())
+            .push_bind(event.case_id)
+            .push_bind(payload.clone());
+    });
+    Ok(())
+}
+
 /// Adds an event inside the caller's transaction; returns its id.
 pub(super) async fn insert(
     conn: &mut AnyConnection,
+    dialect: Dialect,
     event: &NewOutboxEvent,
     at: UnixMillis,
 ) -> Result<i64, CaseStoreError> {
-    let id = sqlx::query_scalar(
-        "INSERT INTO outbox (created_at, event_type, case_id, payload) VALUES ($1, $2, $3, $4) RETURNING id",
-    )
-    .bind(at)
-    .bind(&event.event_type)
-    .bind(event.case_id)
-    .bind(serde_json::to_string(&event.payload).context("event payload")?)
-    .fetch_one(&mut *conn)
-    .await
-    .with_context(|| format!("Failed to add a {} event to the outbox", event.event_type))?;
+    let mut b = SqlBuilder::new(dialect, "");
+    push_insert(&mut b, event, at)?;
+    b.push(" RETURNING id");
+    let id = b
+        .build_scalar()?
+        .fetch_one(&mut *conn)
+        .await
+        .with_context(|| format!("Failed to add a {} event to the outbox", event.event_type))?;
     Ok(id)
 }
 

@@ -71,10 +71,11 @@ impl Store {
         let at_ms = at.timestamp_millis();
         let mut tx = self.change_tx().await?;
         let result: Result<Case, CaseStoreError> = async {
-        let (case, head) = load_for_change(&mut tx, self.dialect(), case_id).await?;
+        let (case, head, _) = load_for_change(&mut tx, self.dialect(), case_id, false).await?;
         let payload = json!({ "incident": incident, "evidence": evidence.action() });
         let head = audit::append(
             &mut tx,
+            self.dialect(),
             &head,
             &audit::Entry {
                 case_id,
@@ -103,6 +104,7 @@ impl Store {
         .await?;
         outbox::insert(
             &mut tx,
+            self.dialect(),
             &outbox::NewOutboxEvent {
                 event_type: "case.sensor_evidence".into(),
                 case_id: Some(case_id),
