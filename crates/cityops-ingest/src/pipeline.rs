@@ -2,7 +2,10 @@
 //!
 //! - One MQTT connection reads `city/v1/#`, keeps `city/v1/devices/{id}/up` and checks its size. It hands each message to
 //!   the shard that owns the device (by a hash of the id) through a bounded queue: when shards fall behind,
-//!   the reader waits, which pushes back on the broker instead of dropping anything.
+//!   the reader waits, which pushes back on the broker instead of dropping anything. Under sustained
+//!   overload a message that has waited longer than `ingest.shed_after_ms` in the queue is shed by
+//!   its shard, unprocessed: counted in `cityops_ingest_shed_total{reason}` and logged rate-limited, so
+//!   memory and latency stay bounded and the loss is never silent.
 //! - Each shard owns its devices, their rule states and last values: no lock is shared by every message.
 //!   It parses the body, applies the rules and sends incident changes and batched last values to the writer.
 //! - The writer commits changes in batches (one transaction each) and only then publishes
@@ -154,6 +157,7 @@ pub async fn start(
                 rx,
                 writer_tx.clone(),
                 Duration::from_millis(config.flush_interval_ms.max(10)),
+                (config.shed_after_ms > 0).then(|| Duration::from_millis(config.shed_after_ms)),
             )),
         ));
     }
@@ -443,15 +447,22 @@ impl Shard {
         mut rx: mpsc::Receiver<ShardMsg>,
         writer: mpsc::Sender<WriterMsg>,
         flush_interval: Duration,
+        shed_after: Option<Duration>,
     ) {
         let mut flush = tokio::time::interval(flush_interval);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut out = Vec::new();
+        let mut shed_log = LogLimiter::new(Duration::from_secs(10));
         loop {
             tokio::select! {
                 biased;
                 _ = flush.tick() => out.extend(self.take_last_values()),
                 msg = rx.recv() => match msg {
+                    Some(ShardMsg::Publish { device, arrived, .. })
+                        if shed_after.is_some_and(|limit| arrived.elapsed() > limit) =>
+                    {
+                        self.shed(&device, arrived, &mut shed_log);
+                    }
                     Some(ShardMsg::Publish { device, body, arrived_ms, arrived }) => self.process(&device, &body, arrived_ms, arrived, &mut out),
                     Some(ShardMsg::Device(device, place)) => self.upsert_device(device, place),
                     Some(ShardMsg::RestoreOpen { device, rule_id, incident_id }) => self.restore_open(&device, &rule_id, incident_id),
@@ -469,6 +480,20 @@ impl Shard {
             let _ = writer.send(last).await;
         }
         tracing::debug!(shard = self.index, "shard stopped");
+    }
+
+    /// Drops a message that waited too long in the queue: counted, and logged at most once per 10 s.
+    fn shed(&mut self, device: &DeviceId, arrived: Instant, log: &mut LogLimiter) {
+        self.stats.shed[0].inc();
+        if let Some(suppressed) = log.check(std::time::Instant::now()) {
+            tracing::warn!(
+                shard = self.index,
+                %device,
+                waited_ms = arrived.elapsed().as_millis() as u64,
+                suppressed,
+                "overload: shed a device message that waited too long in its shard's queue"
+            );
+        }
     }
 
     /// Adds or updates a device; rule states survive an update that keeps the kind.
