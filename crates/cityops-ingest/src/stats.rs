@@ -19,6 +19,8 @@ pub struct IngestStats {
     pub samples_published: Counter,
     pub store_batches: Counter,
     pub store_batch_retries: Counter,
+    /// Time spent committing batches (waiting for the write gate included), in µs.
+    pub store_commit_micros: Counter,
     pub store_write_failures: Counter,
     pub last_values_written: Counter,
     pub mqtt_connected: Gauge,
@@ -119,6 +121,12 @@ impl IngestStats {
             "counter",
             "Write batches committed.",
             self.store_batches.get(),
+        );
+        w.single(
+            "cityops_store_commit_microseconds_total",
+            "counter",
+            "Time the store writer spent committing batches, waiting for its turn included.",
+            self.store_commit_micros.get(),
         );
         w.single(
             "cityops_store_batch_retries_total",

@@ -69,6 +69,8 @@ pub const SCENARIOS: &[(&str, &str)] = &[
 ];
 
 pub async fn run(scenario: &str, options: &Options) -> anyhow::Result<Vec<report::Report>> {
+    // Thousands of sockets in one process (S5): the soft open-file limit goes up to the hard one.
+    s5_fanout::raise_fd_limit();
     let mut reports = Vec::new();
     let all = scenario == "all";
     if all || scenario == "s1" {

@@ -102,6 +102,19 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         details.insert("platform_ws_resyncs".into(), platform.resyncs.into());
         details.insert("platform_ws_missed".into(), platform.missed.into());
         details.insert("platform_secs".into(), platform.secs.into());
+        details.insert("store_batches".into(), platform.batches.into());
+        details.insert(
+            "store_changes_per_batch".into(),
+            (platform.events as f64 / platform.batches.max(1) as f64).into(),
+        );
+        details.insert(
+            "store_commit_ms_mean".into(),
+            (platform.commit_us as f64 / 1000.0 / platform.batches.max(1) as f64).into(),
+        );
+        details.insert(
+            "store_commit_busy_share".into(),
+            (platform.commit_us as f64 / 1e6 / platform.secs.max(1e-9)).into(),
+        );
         // A reading that produced no incident event (dropped by the broker or the pipeline).
         details.insert(
             "readings_lost".into(),
@@ -188,6 +201,9 @@ struct PlatformRun {
     silent: u64,
     secs: f64,
     latencies: Vec<u64>,
+    /// Store writer transactions and the time spent in them (waiting for the write gate included).
+    batches: u64,
+    commit_us: u64,
 }
 
 async fn run_platform(
@@ -206,6 +222,10 @@ async fn run_platform(
     let stats = app.ingest_stats.clone();
     let events = move || stats.incidents_opened.get() + stats.incidents_cleared.get();
     let events_before = events();
+    let (batches_before, commit_before) = (
+        app.ingest_stats.store_batches.get(),
+        app.ingest_stats.store_commit_micros.get(),
+    );
     let before = clients.snapshot();
     let (host, port) = app.mqtt_addr.clone();
     let started = Instant::now();
@@ -245,6 +265,8 @@ async fn run_platform(
         resyncs += now.2 - was.2;
         silent += produced.saturating_sub(d + m);
     }
+    let batches = app.ingest_stats.store_batches.get() - batches_before;
+    let commit_us = app.ingest_stats.store_commit_micros.get() - commit_before;
     let latencies = clients.drain_latencies();
     drop(clients);
     app.shutdown().await?;
@@ -257,6 +279,8 @@ async fn run_platform(
         silent,
         secs: finished.duration_since(started).as_secs_f64(),
         latencies,
+        batches,
+        commit_us,
     })
 }
 
