@@ -720,12 +720,32 @@ async fn writer(
     gate: WriteGate,
 ) {
     let mut failure_log = LogLimiter::new(Duration::from_secs(10));
-    while let Some(first) = rx.recv().await {
+    // A message that could not join the previous batch starts the next one.
+    let mut held: Option<WriterMsg> = None;
+    loop {
+        let first = match held.take() {
+            Some(msg) => msg,
+            None => match rx.recv().await {
+                Some(msg) => msg,
+                None => break,
+            },
+        };
         let mut batch = WriteBatch::default();
-        add(&mut batch, first);
+        let mut cleared_here = std::collections::HashSet::new();
+        add(&mut batch, &mut cleared_here, first);
         while batch.len() < batch_max {
             match rx.try_recv() {
-                Ok(msg) => add(&mut batch, msg),
+                // The store inserts a batch's openings before it applies its clearings, so an
+                // incident opened after one of the same device and rule was cleared must wait for
+                // the next batch (one open incident per device and rule, in the database too).
+                Ok(WriterMsg::Opened(incident))
+                    if cleared_here
+                        .contains(&(incident.device_id.clone(), incident.rule_id.clone())) =>
+                {
+                    held = Some(WriterMsg::Opened(incident));
+                    break;
+                }
+                Ok(msg) => add(&mut batch, &mut cleared_here, msg),
                 Err(_) => break,
             }
         }
@@ -735,10 +755,17 @@ async fn writer(
     tracing::debug!("store writer stopped");
 }
 
-fn add(batch: &mut WriteBatch, msg: WriterMsg) {
+fn add(
+    batch: &mut WriteBatch,
+    cleared_here: &mut std::collections::HashSet<(DeviceId, String)>,
+    msg: WriterMsg,
+) {
     match msg {
         WriterMsg::Opened(incident) => batch.opened.push(*incident),
-        WriterMsg::Cleared(cleared) => batch.cleared.push(cleared),
+        WriterMsg::Cleared(cleared) => {
+            cleared_here.insert((cleared.device_id.clone(), cleared.rule_id.clone()));
+            batch.cleared.push(cleared)
+        }
         WriterMsg::LastValues(values) => batch.last_values.extend(values),
     }
 }
@@ -855,4 +882,89 @@ fn publish_committed(bus: &Bus, stats: &IngestStats, committed: WriteBatch) {
                 .map(EventData::IncidentCleared),
         );
     bus.publish_batch_at(events, Utc::now());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cityops_core::{DeviceKind, Value};
+
+    fn opened(id: i64, device: &Device) -> WriterMsg {
+        WriterMsg::Opened(Box::new(Incident {
+            id,
+            device_id: device.id.clone(),
+            kind: device.kind.clone(),
+            rule_id: "tilted".into(),
+            category_code: "E0503".into(),
+            category_name_zh: "井盖移位".into(),
+            category_name_en: "Manhole cover displaced".into(),
+            measurement: "tilt".into(),
+            value: Value::Number(20.0),
+            unit: None,
+            condition: "tilt > 15".into(),
+            lon: device.lon,
+            lat: device.lat,
+            grid: None,
+            state: IncidentState::Open,
+            opened_at: 1_000 + id,
+            cleared_at: None,
+            clear_value: None,
+            evidence: Vec::new(),
+        }))
+    }
+
+    fn cleared(id: i64, device: &Device) -> WriterMsg {
+        WriterMsg::Cleared(IncidentCleared {
+            id,
+            device_id: device.id.clone(),
+            kind: device.kind.clone(),
+            rule_id: "tilted".into(),
+            category_code: "E0503".into(),
+            value: Value::Number(1.0),
+            cleared_at: 1_000 + id,
+            lon: device.lon,
+            lat: device.lat,
+        })
+    }
+
+    /// Under load a batch can hold an incident's clearing and the next opening of the same device and
+    /// rule; the store inserts openings first, so they must not share a transaction.
+    #[tokio::test]
+    async fn a_reopening_after_a_clearing_waits_for_the_next_batch() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        let device = Device {
+            id: DeviceId::new("mh-1").unwrap(),
+            kind: DeviceKind::new("manhole_cover").unwrap(),
+            lon: 116.41,
+            lat: 39.91,
+        };
+        store
+            .register_device(&device, None, cityops_store::DeviceSource::Api, 0)
+            .await
+            .unwrap();
+        let bus = Bus::new(cityops_bus::BusConfig::default());
+        let stats = Arc::new(IngestStats::default());
+        let (tx, rx) = mpsc::channel(16);
+        tx.send(opened(1, &device)).await.unwrap();
+        tx.send(cleared(1, &device)).await.unwrap();
+        tx.send(opened(2, &device)).await.unwrap();
+        tx.send(cleared(2, &device)).await.unwrap();
+        tx.send(opened(3, &device)).await.unwrap();
+        drop(tx);
+        writer(
+            rx,
+            store.clone(),
+            bus,
+            stats.clone(),
+            1000,
+            WriteGate::default(),
+        )
+        .await;
+        assert_eq!(stats.store_write_failures.get(), 0);
+        assert_eq!(stats.store_batch_retries.get(), 0);
+        assert_eq!(stats.incidents_opened.get(), 3);
+        assert_eq!(stats.incidents_cleared.get(), 2);
+        let open = store.open_incidents().await.unwrap();
+        assert_eq!(open.iter().map(|i| i.id).collect::<Vec<_>>(), vec![3]);
+    }
 }

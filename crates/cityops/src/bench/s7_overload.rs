@@ -9,7 +9,7 @@ use rumqttc::QoS;
 use serde::Serialize;
 
 use super::load::{self, Phase};
-use super::report::{Report, Row, histogram, rss_mb};
+use super::report::{Report, Row, Series, histogram, rss_mb};
 use super::s5_fanout::{bench_token, connect_clients};
 use super::s6_e2e::{decode, manhole_messages, start_platform};
 use super::{Options, progress};
@@ -357,6 +357,27 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         met: None,
         details: serde_json::Map::new(),
     });
+    let line = |label: &str, unit: &str, value: &dyn Fn(&Second) -> f64| Series {
+        label: label.into(),
+        unit: unit.into(),
+        points: seconds.iter().map(|s| (s.t as f64, value(s))).collect(),
+    };
+    report.series.push(line(
+        "p99 latency publish → ws (1× until the first mark, 10×, then 1×)",
+        "ms",
+        &|s| s.p99_us as f64 / 1000.0,
+    ));
+    report
+        .series
+        .push(line("resident memory", "MB", &|s| s.rss_mb));
+    report.series.push(line(
+        "shed by ingest + missed on ws, cumulative",
+        "messages",
+        &|s| (s.shed_total + s.ws_missed_total) as f64,
+    ));
+    report
+        .series
+        .push(line("frames received", "frames/s", &|s| s.frames as f64));
     report.notes.push(format!(
         "Per second (t: frames, p50/p99 ms, RSS MB, shed, ws missed): {}",
         seconds
