@@ -37,6 +37,11 @@ struct Second {
     rss_mb: f64,
     shed_total: u64,
     ws_missed_total: u64,
+    /// Where a backlog sits: messages the ingest reader took from the broker, incident events
+    /// committed and published, and frames the clients received, each cumulative since the start.
+    ingest_received_total: u64,
+    events_total: u64,
+    ws_delivered_total: u64,
 }
 
 /// Per-second p99 must stay within this factor of the first 1× level to count as recovered.
@@ -149,11 +154,16 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             // (all of them would be ~160 MB over a full run and would show in the RSS measured).
             phase_latencies[phase].extend(lat.iter().step_by(SAMPLE));
         }
-        let missed: u64 = clients
-            .snapshot()
+        let snapshot = clients.snapshot();
+        let missed: u64 = snapshot
             .iter()
             .zip(&before)
             .map(|(now, was)| now.1 - was.1)
+            .sum();
+        let ws_delivered_total: u64 = snapshot
+            .iter()
+            .zip(&before)
+            .map(|(now, was)| now.0 - was.0)
             .sum();
         seconds.push(Second {
             t,
@@ -164,6 +174,9 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             rss_mb: rss_mb(),
             shed_total: stats.shed_total() - shed_before,
             ws_missed_total: missed,
+            ingest_received_total: stats.messages_received.get() - received_before,
+            events_total: events() - events_before,
+            ws_delivered_total,
         });
         bar.set_position(t.min(total_secs));
         if sent.is_none() && publisher.is_finished() {
