@@ -967,4 +967,57 @@ mod tests {
         let open = store.open_incidents().await.unwrap();
         assert_eq!(open.iter().map(|i| i.id).collect::<Vec<_>>(), vec![3]);
     }
+
+    /// A message that waited longer than `shed_after_ms` in its shard's queue is shed unprocessed and
+    /// counted; a fresh one behind it is processed.
+    #[tokio::test]
+    async fn a_message_that_waited_too_long_is_shed_and_counted() {
+        let stats = Arc::new(IngestStats::default());
+        let mut shard = Shard::new(
+            0,
+            Arc::new(HashMap::new()),
+            Bus::new(cityops_bus::BusConfig::default()),
+            stats.clone(),
+            Arc::new(AtomicI64::new(1)),
+            &IngestConfig::default(),
+        );
+        let device = Device {
+            id: DeviceId::new("noise-1").unwrap(),
+            kind: DeviceKind::new("noise").unwrap(),
+            lon: 116.41,
+            lat: 39.91,
+        };
+        shard.upsert_device(device.clone(), None);
+        let (tx, rx) = mpsc::channel(16);
+        let (writer_tx, _writer_rx) = mpsc::channel(16);
+        let body = Bytes::from_static(br#"{"level": 60.5}"#);
+        let now = Instant::now();
+        for arrived in [now - Duration::from_secs(3), now] {
+            tx.send(ShardMsg::Publish {
+                device: device.id.clone(),
+                body: body.clone(),
+                arrived_ms: 1_000,
+                arrived,
+            })
+            .await
+            .unwrap();
+        }
+        tx.send(ShardMsg::Shutdown).await.unwrap();
+        shard
+            .run(
+                rx,
+                writer_tx,
+                Duration::from_secs(60),
+                Some(Duration::from_secs(2)),
+            )
+            .await;
+        assert_eq!(stats.shed_total(), 1);
+        assert_eq!(stats.messages_accepted.get(), 1);
+        let mut text = cityops_core::telemetry::PromWriter::new();
+        stats.render(&mut text);
+        assert!(
+            text.finish()
+                .contains(r#"cityops_ingest_shed_total{reason="queue_delay"} 1"#)
+        );
+    }
 }
