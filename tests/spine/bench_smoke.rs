@@ -1,8 +1,9 @@
 //! The benchmark scenarios at a tiny scale: they must run without errors and lose nothing. Speed is
 //! not judged here (this machine is shared and noisy); the full runs are in docs/benchmarks.md.
 //!
-//! S1-S4 run here, beside the other tests. S5 (hundreds of websocket clients) and S6 (end-to-end
-//! latency) measure the machine as a whole, so `.ci/run` runs them on their own after the tests.
+//! S1-S4 run here, beside the other tests. S5 (hundreds of websocket clients), S6 (end-to-end
+//! latency) and S7 (overload) measure the machine as a whole, so `.ci/run` runs them on their own
+//! after the tests.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scenarios_run_at_a_tiny_scale_and_lose_nothing() {

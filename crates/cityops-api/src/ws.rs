@@ -4,13 +4,15 @@
 //! Every client reads the shared bus ring with its own cursor, so a slow client costs only itself.
 //! Replay takes what the ring still holds; anything older comes from the store's event log first.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
 use axum::extract::{Query, State, WebSocketUpgrade};
 use axum::response::Response;
 use chrono::Utc;
-use cityops_bus::{Filter, Recv, Subscription};
+use cityops_bus::{Filter, Published, Recv, Subscription};
+use futures_util::SinkExt;
 use serde::Deserialize;
 
 use crate::auth::Authenticated;
@@ -169,10 +171,8 @@ impl Client {
             };
             match received {
                 None => {
-                    for event in batch.drain(..) {
-                        if let Err(end) = self.send(event.json.to_string()).await {
-                            return end;
-                        }
+                    if let Err(end) = self.send_batch(&mut batch).await {
+                        return end;
                     }
                     let behind = self.state.bus.last_seq().saturating_sub(sub.cursor());
                     if behind == 0 {
@@ -230,6 +230,34 @@ impl Client {
         self.send_message(Message::Text(json)).await?;
         self.state.api_stats.ws_frames_sent.inc();
         Ok(())
+    }
+
+    /// Sends a batch of events as frames written together and flushed once: one write for the batch
+    /// instead of one per frame (the socket has TCP_NODELAY, so each flush goes out at once).
+    async fn send_batch(&mut self, batch: &mut Vec<Arc<Published>>) -> Result<(), End> {
+        let frames = batch.len() as u64;
+        if frames == 0 {
+            return Ok(());
+        }
+        let socket = &mut self.socket;
+        let sent = tokio::time::timeout(self.state.ws.send_timeout, async {
+            for event in batch.drain(..) {
+                socket.feed(Message::Text(event.json.to_string())).await?;
+            }
+            socket.flush().await
+        })
+        .await;
+        match sent {
+            Ok(Ok(())) => {
+                self.state.api_stats.ws_frames_sent.add(frames);
+                Ok(())
+            }
+            Ok(Err(_)) => Err(End::SendFailed),
+            Err(_) => {
+                self.state.api_stats.ws_send_timeouts.inc();
+                Err(End::SendTimeout)
+            }
+        }
     }
 
     async fn send_message(&mut self, message: Message) -> Result<(), End> {

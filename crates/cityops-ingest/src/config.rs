@@ -16,6 +16,12 @@ pub struct IngestConfig {
     pub shards: usize,
     /// Messages queued per shard before the MQTT reader waits (backpressure onto the broker).
     pub shard_queue: usize,
+    /// Overload shedding: a device message that has waited longer than this in its shard's queue is
+    /// dropped unprocessed, counted in `cityops_ingest_shed_total{reason="queue_delay"}` and logged at
+    /// most once per 10 s. Bursts shorter than this are absorbed by backpressure; under sustained
+    /// overload the shards skip stale messages quickly, so the reader keeps draining the broker (which
+    /// would otherwise drop past its own limits, uncounted) and latency stays bounded. 0 = never shed.
+    pub shed_after_ms: u64,
     /// At most one `reading` event per device per this many seconds goes on the bus.
     pub reading_sample_secs: u64,
     /// How often dirty last values are written to the store, in milliseconds.
@@ -38,6 +44,7 @@ impl Default for IngestConfig {
             max_payload_bytes: 64 * 1024,
             shards: 0,
             shard_queue: 4096,
+            shed_after_ms: 2000,
             reading_sample_secs: 10,
             flush_interval_ms: 1000,
             writer_queue: 8192,

@@ -11,12 +11,16 @@ pub struct IngestStats {
     pub messages_accepted: Counter,
     pub readings_accepted: Counter,
     pub rejected: [Counter; Reject::REASONS.len()],
+    /// Messages shed under overload, by reason (see [`SHED_REASONS`]).
+    pub shed: [Counter; SHED_REASONS.len()],
     pub rule_type_mismatches: Counter,
     pub incidents_opened: Counter,
     pub incidents_cleared: Counter,
     pub samples_published: Counter,
     pub store_batches: Counter,
     pub store_batch_retries: Counter,
+    /// Time spent committing batches (waiting for the write gate included), in µs.
+    pub store_commit_micros: Counter,
     pub store_write_failures: Counter,
     pub last_values_written: Counter,
     pub mqtt_connected: Gauge,
@@ -25,7 +29,16 @@ pub struct IngestStats {
     pub open_incidents: Gauge,
 }
 
+/// Why a message was shed: `queue_delay` = it waited longer than `ingest.shed_after_ms` in its
+/// shard's queue.
+pub const SHED_REASONS: [&str; 1] = ["queue_delay"];
+
 impl IngestStats {
+    /// Every message shed so far, all reasons.
+    pub fn shed_total(&self) -> u64 {
+        self.shed.iter().map(Counter::get).sum()
+    }
+
     pub fn reject(&self, reject: &Reject) {
         self.rejected[reject.index()].inc();
     }
@@ -57,6 +70,18 @@ impl IngestStats {
         for (reason, counter) in Reject::REASONS.iter().zip(&self.rejected) {
             w.sample(
                 "cityops_ingest_rejected_total",
+                &[("reason", reason)],
+                counter.get(),
+            );
+        }
+        w.family(
+            "cityops_ingest_shed_total",
+            "counter",
+            "Device messages dropped unprocessed under overload, by reason (each logged, rate-limited).",
+        );
+        for (reason, counter) in SHED_REASONS.iter().zip(&self.shed) {
+            w.sample(
+                "cityops_ingest_shed_total",
                 &[("reason", reason)],
                 counter.get(),
             );
@@ -96,6 +121,12 @@ impl IngestStats {
             "counter",
             "Write batches committed.",
             self.store_batches.get(),
+        );
+        w.single(
+            "cityops_store_commit_microseconds_total",
+            "counter",
+            "Time the store writer spent committing batches, waiting for its turn included.",
+            self.store_commit_micros.get(),
         );
         w.single(
             "cityops_store_batch_retries_total",

@@ -144,11 +144,14 @@ impl App {
         let (bus, log_queue) = Bus::with_log(bus_config, (settings.bus.capacity * 4).max(100_000));
         let (shutdown, shutdown_rx) = watch::channel(false);
 
+        // The two steady writers take turns at SQLite's write lock (see `WriteGate`).
+        let write_gate = cityops_ingest::WriteGate::default();
         let event_log = tokio::spawn(event_log::run(
             bus.clone(),
             log_queue,
             store.clone(),
             Duration::from_secs(settings.bus.event_retention_hours * 3600),
+            write_gate.clone(),
         ));
 
         let grid = settings
@@ -168,6 +171,7 @@ impl App {
             store.clone(),
             bus.clone(),
             grid_index,
+            write_gate,
             shutdown_rx.clone(),
         )
         .await?;
@@ -323,7 +327,10 @@ impl App {
         };
         let mut http_shutdown = shutdown_rx.clone();
         let http = tokio::spawn(async move {
+            // TCP_NODELAY: websocket frames are flushed per batch and must leave at once, not wait
+            // for the client's delayed acknowledgement of the previous segment (up to 40 ms).
             axum::serve(listener, cityops_api::router(state))
+                .tcp_nodelay(true)
                 .with_graceful_shutdown(async move {
                     let _ = http_shutdown.wait_for(|stop| *stop).await;
                 })

@@ -15,27 +15,50 @@ use tokio::sync::mpsc;
 /// crash the bus continues above anything a client may already have seen.
 pub const SEQ_RESERVATION: u64 = 100_000;
 
+/// Shortest time between two appends to the log (see `run`). Replays wait up to 2 s for the log.
+const LINGER: Duration = Duration::from_millis(50);
+
 /// Runs until the bus is closed and everything it queued is written.
 pub async fn run(
     bus: Bus,
     mut queue: mpsc::Receiver<Arc<Published>>,
     store: Store,
     retention: Duration,
+    gate: cityops_ingest::WriteGate,
 ) {
     let mut reserved = 0u64;
     let mut batch = Vec::with_capacity(1024);
     let mut error_log = LogLimiter::new(Duration::from_secs(10));
     let mut last_prune = tokio::time::Instant::now();
+    let mut last_append = tokio::time::Instant::now() - LINGER;
     loop {
         batch.clear();
         if queue.recv_many(&mut batch, 1024).await == 0 {
             break;
         }
+        // Linger: at most one append per LINGER unless a full batch is waiting. Every append is a
+        // durable commit (an fsync) under SQLite's single write lock, which the incident writer
+        // needs on the latency-critical path; the log only serves replays, which wait for it.
+        let due = last_append + LINGER;
+        if batch.len() < 1024 && tokio::time::Instant::now() < due {
+            tokio::time::sleep_until(due).await;
+            while batch.len() < 1024 {
+                match queue.try_recv() {
+                    Ok(event) => batch.push(event),
+                    Err(_) => break,
+                }
+            }
+        }
+        last_append = tokio::time::Instant::now();
         tracing::trace!(events = batch.len(), "event log batch");
         let last = bus.last_seq();
         if last + SEQ_RESERVATION / 2 > reserved {
             reserved = last + SEQ_RESERVATION;
-            if let Err(e) = store.reserve_bus_seq(reserved).await {
+            let reserved_ok = {
+                let _turn = gate.lock().await;
+                store.reserve_bus_seq(reserved).await
+            };
+            if let Err(e) = reserved_ok {
                 tracing::error!(
                     error = format!("{e:#}"),
                     "could not reserve bus sequence numbers"
@@ -55,7 +78,12 @@ pub async fn run(
             .collect();
         // Retry until it is written: the ring keeps the events meanwhile, and losing the log silently is worse.
         let mut backoff = Duration::from_millis(100);
-        while let Err(e) = store.append_events(&rows).await {
+        loop {
+            let appended = {
+                let _turn = gate.lock().await;
+                store.append_events(&rows).await
+            };
+            let Err(e) = appended else { break };
             if let Some(suppressed) = error_log.check(std::time::Instant::now()) {
                 tracing::error!(
                     error = format!("{e:#}"),

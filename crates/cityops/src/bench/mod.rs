@@ -1,6 +1,7 @@
 //! `cityops bench SCENARIO`: every hot path against a bare baseline measured in the same run, reported
 //! as a ratio (this machine is shared and noisy, so absolute times alone mean little).
 
+pub mod load;
 pub mod mosquitto;
 pub mod report;
 pub mod s1_ingest;
@@ -9,6 +10,7 @@ pub mod s3_persistence;
 pub mod s4_spatial;
 pub mod s5_fanout;
 pub mod s6_e2e;
+pub mod s7_overload;
 
 use std::path::PathBuf;
 
@@ -60,9 +62,15 @@ pub const SCENARIOS: &[(&str, &str)] = &[
         "s6",
         "end to end: MQTT QoS 1 → rule → stored incident → /ws vs bare MQTT publish → subscribe",
     ),
+    (
+        "s7",
+        "overload: 1× → 10× → 1× end to end: bounded memory, counted shedding, latency recovery",
+    ),
 ];
 
 pub async fn run(scenario: &str, options: &Options) -> anyhow::Result<Vec<report::Report>> {
+    // Thousands of sockets in one process (S5): the soft open-file limit goes up to the hard one.
+    s5_fanout::raise_fd_limit();
     let mut reports = Vec::new();
     let all = scenario == "all";
     if all || scenario == "s1" {
@@ -82,6 +90,9 @@ pub async fn run(scenario: &str, options: &Options) -> anyhow::Result<Vec<report
     }
     if all || scenario == "s6" {
         reports.push(s6_e2e::run(options).await?);
+    }
+    if all || scenario == "s7" {
+        reports.push(s7_overload::run(options).await?);
     }
     if reports.is_empty() {
         let known: Vec<_> = SCENARIOS.iter().map(|(name, _)| *name).collect();

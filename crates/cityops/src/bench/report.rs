@@ -29,6 +29,15 @@ pub struct Histogram {
     pub buckets: Vec<(u64, u64)>,
 }
 
+/// A figure over time (S7: p99 latency, RSS, shed per second), drawn as a line.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Series {
+    pub label: String,
+    pub unit: String,
+    /// (seconds since the start, value)
+    pub points: Vec<(f64, f64)>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub scenario: String,
@@ -39,6 +48,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     pub peak_rss_mb: f64,
     pub histograms: Vec<Histogram>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<Series>,
     pub notes: Vec<String>,
 }
 
@@ -53,6 +64,7 @@ impl Report {
             rows: Vec::new(),
             peak_rss_mb: 0.0,
             histograms: Vec::new(),
+            series: Vec::new(),
             notes: Vec::new(),
         }
     }
@@ -104,6 +116,8 @@ impl Report {
         for h in &self.histograms {
             height += 40.0 + 14.0 * h.buckets.len() as f64;
         }
+        const CHART_H: f64 = 120.0;
+        height += (CHART_H + 50.0) * self.series.len() as f64;
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -175,6 +189,48 @@ impl Report {
                 y += 14.0;
             }
             y += 16.0;
+        }
+        for series in &self.series {
+            let _ = writeln!(
+                s,
+                r#"<text x="10" y="{}" font-size="13">{} ({}) per second</text>"#,
+                y + 14.0,
+                esc(&series.label),
+                esc(&series.unit)
+            );
+            y += 24.0;
+            let x_max = series.points.iter().map(|p| p.0).fold(1.0, f64::max);
+            let y_max = series
+                .points
+                .iter()
+                .map(|p| p.1)
+                .fold(f64::MIN_POSITIVE, f64::max);
+            let (x0, w) = (60.0, width - 80.0);
+            let _ = writeln!(
+                s,
+                r##"<rect x="{x0}" y="{y}" width="{w}" height="{CHART_H}" fill="none" stroke="#ccc"/><text x="10" y="{}">{y_max:.1}</text><text x="10" y="{}">0</text><text x="{}" y="{}">{x_max:.0} s</text>"##,
+                y + 10.0,
+                y + CHART_H,
+                x0 + w - 30.0,
+                y + CHART_H + 14.0
+            );
+            let points: Vec<String> = series
+                .points
+                .iter()
+                .map(|(px, py)| {
+                    format!(
+                        "{:.1},{:.1}",
+                        x0 + w * px / x_max,
+                        y + CHART_H - CHART_H * py / y_max
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                r##"<polyline fill="none" stroke="#2b6cb0" stroke-width="1.5" points="{}"/>"##,
+                points.join(" ")
+            );
+            y += CHART_H + 26.0;
         }
         s.push_str("</svg>\n");
         s

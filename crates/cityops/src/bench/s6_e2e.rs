@@ -12,6 +12,7 @@ use cityops_store::DeviceSource;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 use super::Options;
+use super::load::{self, Phase};
 use super::report::{Report, Row, histogram};
 use super::s5_fanout::{bench_token, connect_clients};
 use crate::app::{App, Mode};
@@ -31,11 +32,11 @@ struct Load {
 const OPEN_BASE: f64 = 20.0;
 const CLEAR_BASE: f64 = 1.0;
 
-fn encode(abnormal: bool, t_us: u64) -> f64 {
+pub(crate) fn encode(abnormal: bool, t_us: u64) -> f64 {
     (if abnormal { OPEN_BASE } else { CLEAR_BASE }) + t_us as f64 * 1e-9
 }
 
-fn decode(value: f64) -> u64 {
+pub(crate) fn decode(value: f64) -> u64 {
     let base = if value >= OPEN_BASE {
         OPEN_BASE
     } else {
@@ -44,7 +45,7 @@ fn decode(value: f64) -> u64 {
     ((value - base) * 1e9).round().max(0.0) as u64
 }
 
-fn device_id(i: usize) -> String {
+pub(crate) fn device_id(i: usize) -> String {
     format!("bench-mh-{i:05}")
 }
 
@@ -101,6 +102,19 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         details.insert("platform_ws_resyncs".into(), platform.resyncs.into());
         details.insert("platform_ws_missed".into(), platform.missed.into());
         details.insert("platform_secs".into(), platform.secs.into());
+        details.insert("store_batches".into(), platform.batches.into());
+        details.insert(
+            "store_changes_per_batch".into(),
+            (platform.events as f64 / platform.batches.max(1) as f64).into(),
+        );
+        details.insert(
+            "store_commit_ms_mean".into(),
+            (platform.commit_us as f64 / 1000.0 / platform.batches.max(1) as f64).into(),
+        );
+        details.insert(
+            "store_commit_busy_share".into(),
+            (platform.commit_us as f64 / 1e6 / platform.secs.max(1e-9)).into(),
+        );
         // A reading that produced no incident event (dropped by the broker or the pipeline).
         details.insert(
             "readings_lost".into(),
@@ -187,6 +201,9 @@ struct PlatformRun {
     silent: u64,
     secs: f64,
     latencies: Vec<u64>,
+    /// Store writer transactions and the time spent in them (waiting for the write gate included).
+    batches: u64,
+    commit_us: u64,
 }
 
 async fn run_platform(
@@ -195,31 +212,7 @@ async fn run_platform(
     epoch: Instant,
     data_dir: &std::path::Path,
 ) -> anyhow::Result<PlatformRun> {
-    let mut settings = Settings::defaults();
-    settings.http = "127.0.0.1:0".parse()?;
-    settings.mqtt_listen = "127.0.0.1:0".parse()?;
-    settings.data_dir = data_dir.to_path_buf();
-    settings.ingest.mqtt_qos = 1;
-    settings.ingest.mqtt_client_id = format!("cityops-bench-s6-{}", std::process::id());
-    settings.log = "warn".into();
-    for rule in &mut settings.rules {
-        if rule.kind == "manhole_cover" {
-            rule.case = CaseFiling::None;
-        }
-    }
-    let app = App::start(settings, Mode::Serve).await?;
-    // Devices persist in the data directory: registered at the first start, loaded at later ones.
-    if app.registry.len() < load.devices {
-        for i in 0..load.devices {
-            let device = Device {
-                id: DeviceId::new(&device_id(i))?,
-                kind: DeviceKind::new("manhole_cover")?,
-                lon: 116.41 + (i % 100) as f64 * 1e-4,
-                lat: 39.91 + (i / 100) as f64 * 1e-4,
-            };
-            app.registry.register(device, DeviceSource::Api).await?;
-        }
-    }
+    let app = start_platform(data_dir, load.devices, "cityops-bench-s6").await?;
     let token = bench_token(&app).await?;
     let url = format!(
         "ws://{}/ws?types=incident.opened,incident.cleared&token={token}",
@@ -229,6 +222,10 @@ async fn run_platform(
     let stats = app.ingest_stats.clone();
     let events = move || stats.incidents_opened.get() + stats.incidents_cleared.get();
     let events_before = events();
+    let (batches_before, commit_before) = (
+        app.ingest_stats.store_batches.get(),
+        app.ingest_stats.store_commit_micros.get(),
+    );
     let before = clients.snapshot();
     let (host, port) = app.mqtt_addr.clone();
     let started = Instant::now();
@@ -268,6 +265,8 @@ async fn run_platform(
         resyncs += now.2 - was.2;
         silent += produced.saturating_sub(d + m);
     }
+    let batches = app.ingest_stats.store_batches.get() - batches_before;
+    let commit_us = app.ingest_stats.store_commit_micros.get() - commit_before;
     let latencies = clients.drain_latencies();
     drop(clients);
     app.shutdown().await?;
@@ -280,7 +279,44 @@ async fn run_platform(
         silent,
         secs: finished.duration_since(started).as_secs_f64(),
         latencies,
+        batches,
+        commit_us,
     })
+}
+
+/// The platform as S6 and S7 run it: embedded broker, QoS 1 ingest, the manhole rule filing no case,
+/// and `devices` manhole covers registered (once per data directory).
+pub(crate) async fn start_platform(
+    data_dir: &std::path::Path,
+    devices: usize,
+    client_id: &str,
+) -> anyhow::Result<App> {
+    let mut settings = Settings::defaults();
+    settings.http = "127.0.0.1:0".parse()?;
+    settings.mqtt_listen = "127.0.0.1:0".parse()?;
+    settings.data_dir = data_dir.to_path_buf();
+    settings.ingest.mqtt_qos = 1;
+    settings.ingest.mqtt_client_id = format!("{client_id}-{}", std::process::id());
+    settings.log = "warn".into();
+    for rule in &mut settings.rules {
+        if rule.kind == "manhole_cover" {
+            rule.case = CaseFiling::None;
+        }
+    }
+    let app = App::start(settings, Mode::Serve).await?;
+    // Devices persist in the data directory: registered at the first start, loaded at later ones.
+    if app.registry.len() < devices {
+        for i in 0..devices {
+            let device = Device {
+                id: DeviceId::new(&device_id(i))?,
+                kind: DeviceKind::new("manhole_cover")?,
+                lon: 116.41 + (i % 100) as f64 * 1e-4,
+                lat: 39.91 + (i / 100) as f64 * 1e-4,
+            };
+            app.registry.register(device, DeviceSource::Api).await?;
+        }
+    }
+    Ok(app)
 }
 
 struct BaselineRun {
@@ -379,79 +415,52 @@ async fn publish(
     rate: u64,
     epoch: Instant,
 ) -> anyhow::Result<u64> {
-    let mut tasks = Vec::new();
-    let mut total = 0;
-    for c in 0..load.connections {
-        let devices: Vec<String> = (0..load.devices)
-            .filter(|i| i % load.connections == c)
-            .map(|i| format!("city/v1/devices/{}/up", device_id(i)))
-            .collect();
-        let round = 2 * devices.len() as u64;
-        let share = (rate * load.secs / load.connections as u64).div_ceil(round) * round;
-        total += share;
-        let per_sec = rate as f64 / load.connections as f64;
-        let host = host.to_string();
-        tasks.push(tokio::spawn(async move {
-            publish_connection(&host, port, c, devices, share, per_sec, epoch).await
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    Ok(total)
-}
-
-async fn publish_connection(
-    host: &str,
-    port: u16,
-    connection: usize,
-    topics: Vec<String>,
-    count: u64,
-    per_sec: f64,
-    epoch: Instant,
-) -> anyhow::Result<()> {
-    let mut options = MqttOptions::new(
-        format!("cityops-bench-s6-load-{}-{connection}", std::process::id()),
+    let connections = load.connections;
+    // Every connection gets the same number of devices when `devices` is a multiple of `connections`.
+    let per_connection = load.devices.div_ceil(connections) as u64;
+    let round = 2 * per_connection;
+    let share = (rate * load.secs / connections as u64).div_ceil(round) * round;
+    let phases = [Phase {
+        per_sec: rate as f64 / connections as f64,
+        count: share,
+    }];
+    let sent = load::publish(
         host,
         port,
-    );
-    options.set_keep_alive(Duration::from_secs(30));
-    options.set_inflight(100);
-    let (client, mut eventloop) = AsyncClient::new(options, 100);
-    let acked = Arc::new(AtomicU64::new(0));
-    let acks = acked.clone();
-    let poller = tokio::spawn(async move {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(_))) => {
-                    acks.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    });
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_sec));
-    // Burst keeps the count and the mean rate when a tick is late (timer granularity is 1 ms).
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    for j in 0..count as usize {
-        tick.tick().await;
-        let topic = &topics[j % topics.len()];
-        // The k-th reading of a device: even ones cross the rule, odd ones clear it.
-        let abnormal = (j / topics.len()).is_multiple_of(2);
+        "cityops-bench-s6-load",
+        connections,
+        QoS::AtLeastOnce,
+        &phases,
+        manhole_messages(load.devices, connections, epoch),
+    )
+    .await?;
+    Ok(sent.published)
+}
+
+/// Connection `c` publishes for the devices `i` with `i % connections == c`, in turn; the k-th
+/// reading of a device crosses the manhole rule when k is even and clears it when odd, and carries
+/// its publish time (see [`encode`]).
+pub(crate) fn manhole_messages(
+    devices: usize,
+    connections: usize,
+    epoch: Instant,
+) -> Arc<load::MakeMessage> {
+    let topics: Vec<Vec<String>> = (0..connections)
+        .map(|c| {
+            (0..devices)
+                .filter(|i| i % connections == c)
+                .map(|i| format!("city/v1/devices/{}/up", device_id(i)))
+                .collect()
+        })
+        .collect();
+    Arc::new(move |c: usize, j: u64| {
+        let mine = &topics[c];
+        let n = mine.len().max(1) as u64;
+        let topic = mine[(j % n) as usize].clone();
+        let abnormal = (j / n).is_multiple_of(2);
         let value = encode(abnormal, epoch.elapsed().as_micros() as u64);
         let now_ms = chrono::Utc::now().timestamp_millis();
         let body = format!(r#"{{"ts":{now_ms},"values":{{"tilt":{value}}}}}"#);
-        client
-            .publish(topic.as_str(), QoS::AtLeastOnce, false, body)
-            .await?;
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acked.load(Ordering::Relaxed) < count && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let _ = client.disconnect().await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), poller).await;
-    Ok(())
+        (topic, bytes::Bytes::from(body))
+    })
 }
