@@ -14,6 +14,6 @@ pub mod rules;
 pub mod stats;
 
 pub use config::{DevicesAndRules, IngestConfig};
-pub use pipeline::{Ingest, MqttEndpoint, WriteGate, start};
+pub use pipeline::{Ingest, MqttEndpoint, start};
 pub use registry::{RegisterError, Registry};
 pub use stats::IngestStats;

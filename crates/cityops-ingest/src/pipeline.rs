@@ -38,12 +38,6 @@ use crate::registry::Registry;
 use crate::rules::{self, Outcome, Rule, RuleState};
 use crate::stats::IngestStats;
 
-/// Taken around each write transaction by the application's steady writers (this store writer and
-/// the event log writer), so they queue for SQLite's single write lock in order instead of meeting
-/// `SQLITE_BUSY` and sleeping in SQLite's busy handler (1, 2, 5, 10, … ms), which added tens of
-/// milliseconds to the incident path whenever the two collided.
-pub type WriteGate = Arc<tokio::sync::Mutex<()>>;
-
 /// Where the MQTT broker is.
 #[derive(Debug, Clone)]
 pub struct MqttEndpoint {
@@ -123,7 +117,6 @@ pub async fn start(
     store: Store,
     bus: Bus,
     grid: Option<Arc<cityops_gis::GridIndex>>,
-    write_gate: WriteGate,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Ingest> {
     let stats = Arc::new(IngestStats::default());
@@ -177,7 +170,6 @@ pub async fn start(
             bus.clone(),
             stats.clone(),
             config.writer_batch.max(1),
-            write_gate,
         )),
     ));
 
@@ -717,7 +709,6 @@ async fn writer(
     bus: Bus,
     stats: Arc<IngestStats>,
     batch_max: usize,
-    gate: WriteGate,
 ) {
     let mut failure_log = LogLimiter::new(Duration::from_secs(10));
     // A message that could not join the previous batch starts the next one.
@@ -749,7 +740,7 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        let committed = commit(&store, &gate, batch, &stats, &mut failure_log).await;
+        let committed = commit(&store, batch, &stats, &mut failure_log).await;
         publish_committed(&bus, &stats, committed);
     }
     tracing::debug!("store writer stopped");
@@ -774,7 +765,6 @@ fn add(
 /// hold back the others. Returns what was committed; every change that could not be is counted and logged.
 async fn commit(
     store: &Store,
-    gate: &WriteGate,
     batch: WriteBatch,
     stats: &IngestStats,
     failure_log: &mut LogLimiter,
@@ -785,10 +775,9 @@ async fn commit(
             tokio::time::sleep(Duration::from_millis(backoff_ms)).await;
         }
         let started = std::time::Instant::now();
-        let applied = {
-            let _turn = gate.lock().await;
-            store.apply(&batch).await
-        };
+        // The store's writers of this process take turns at SQLite's write lock (cityops-store's
+        // group.rs), never meeting its sleeping busy handler.
+        let applied = store.apply(&batch).await;
         stats
             .store_commit_micros
             .add(started.elapsed().as_micros() as u64);
@@ -840,10 +829,7 @@ async fn commit(
             ..Default::default()
         }));
     for single in singles {
-        let applied = {
-            let _turn = gate.lock().await;
-            store.apply(&single).await
-        };
+        let applied = store.apply(&single).await;
         match applied {
             Ok(()) => {
                 stats.store_batches.inc();
@@ -951,15 +937,7 @@ mod tests {
         tx.send(cleared(2, &device)).await.unwrap();
         tx.send(opened(3, &device)).await.unwrap();
         drop(tx);
-        writer(
-            rx,
-            store.clone(),
-            bus,
-            stats.clone(),
-            1000,
-            WriteGate::default(),
-        )
-        .await;
+        writer(rx, store.clone(), bus, stats.clone(), 1000).await;
         assert_eq!(stats.store_write_failures.get(), 0);
         assert_eq!(stats.store_batch_retries.get(), 0);
         assert_eq!(stats.incidents_opened.get(), 3);

@@ -144,14 +144,11 @@ impl App {
         let (bus, log_queue) = Bus::with_log(bus_config, (settings.bus.capacity * 4).max(100_000));
         let (shutdown, shutdown_rx) = watch::channel(false);
 
-        // The two steady writers take turns at SQLite's write lock (see `WriteGate`).
-        let write_gate = cityops_ingest::WriteGate::default();
         let event_log = tokio::spawn(event_log::run(
             bus.clone(),
             log_queue,
             store.clone(),
             Duration::from_secs(settings.bus.event_retention_hours * 3600),
-            write_gate.clone(),
         ));
 
         let grid = settings
@@ -171,7 +168,6 @@ impl App {
             store.clone(),
             bus.clone(),
             grid_index,
-            write_gate,
             shutdown_rx.clone(),
         )
         .await?;

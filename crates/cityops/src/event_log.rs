@@ -24,7 +24,6 @@ pub async fn run(
     mut queue: mpsc::Receiver<Arc<Published>>,
     store: Store,
     retention: Duration,
-    gate: cityops_ingest::WriteGate,
 ) {
     let mut reserved = 0u64;
     let mut batch = Vec::with_capacity(1024);
@@ -54,10 +53,7 @@ pub async fn run(
         let last = bus.last_seq();
         if last + SEQ_RESERVATION / 2 > reserved {
             reserved = last + SEQ_RESERVATION;
-            let reserved_ok = {
-                let _turn = gate.lock().await;
-                store.reserve_bus_seq(reserved).await
-            };
+            let reserved_ok = store.reserve_bus_seq(reserved).await;
             if let Err(e) = reserved_ok {
                 tracing::error!(
                     error = format!("{e:#}"),
@@ -79,10 +75,7 @@ pub async fn run(
         // Retry until it is written: the ring keeps the events meanwhile, and losing the log silently is worse.
         let mut backoff = Duration::from_millis(100);
         loop {
-            let appended = {
-                let _turn = gate.lock().await;
-                store.append_events(&rows).await
-            };
+            let appended = store.append_events(&rows).await;
             let Err(e) = appended else { break };
             if let Some(suppressed) = error_log.check(std::time::Instant::now()) {
                 tracing::error!(

@@ -201,7 +201,7 @@ struct PlatformRun {
     silent: u64,
     secs: f64,
     latencies: Vec<u64>,
-    /// Store writer transactions and the time spent in them (waiting for the write gate included).
+    /// Store writer transactions and the time spent in them (waiting for the write turn included).
     batches: u64,
     commit_us: u64,
 }

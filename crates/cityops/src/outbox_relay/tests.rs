@@ -27,7 +27,6 @@ pub(crate) async fn bus_with_log(store: &Store) -> (Bus, JoinHandle<()>) {
         queue,
         store.clone(),
         Duration::from_secs(3600),
-        Default::default(),
     ));
     (bus, log)
 }
