@@ -55,30 +55,10 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
 /// (a) `Store::apply` with batches of [`BATCH`] opened incidents vs one multi-row INSERT per batch into
 /// a table of the same schema and indexes.
 async fn incident_batches(dir: &Path, count: usize) -> anyhow::Result<Row> {
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    // Distinct devices: the store keeps one open incident per device and rule, as the rules do.
-    let rows: Vec<Incident> = (0..count)
-        .map(|i| incident(i, now_ms))
-        .collect::<anyhow::Result<_>>()?;
+    let rows = incidents(count)?;
     let bar = progress(count as u64 * 2, "S3 batches");
-
-    // Built before the clock starts: the writer hands over batches it has already assembled.
-    let batches: Vec<WriteBatch> = rows
-        .chunks(BATCH)
-        .map(|chunk| WriteBatch {
-            opened: chunk.to_vec(),
-            ..WriteBatch::default()
-        })
-        .collect();
     let store = Store::open(&sqlite_url(&dir.join("platform.db"))).await?;
-    let started = Instant::now();
-    for (n, batch) in batches.iter().enumerate() {
-        store.apply(batch).await?;
-        bar.set_position(((n + 1) * BATCH).min(count) as u64);
-    }
-    let platform_secs = started.elapsed().as_secs_f64();
-    let stored = store.max_incident_id().await?;
-    store.close().await;
+    let (platform_secs, stored) = apply_in_batches(&store, &rows, &bar).await?;
 
     let pool = bare_pool(&dir.join("baseline.db")).await?;
     sqlx::raw_sql(INCIDENTS_DDL).execute(&pool).await?;
@@ -215,6 +195,39 @@ pub(super) fn batch_row(
         met: Some(ratio >= 0.5),
         details,
     }
+}
+
+/// The incidents of the batch rows: distinct devices, since the store keeps one open incident per
+/// device and rule, as the rules do.
+pub(super) fn incidents(count: usize) -> anyhow::Result<Vec<Incident>> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    (0..count).map(|i| incident(i, now_ms)).collect()
+}
+
+/// `Store::apply` over `rows` in batches of [`BATCH`], timed; returns the seconds and the highest
+/// incident id stored (to count what was kept). Closes the store.
+pub(super) async fn apply_in_batches(
+    store: &Store,
+    rows: &[Incident],
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<(f64, i64)> {
+    // Built before the clock starts: the writer hands over batches it has already assembled.
+    let batches: Vec<WriteBatch> = rows
+        .chunks(BATCH)
+        .map(|chunk| WriteBatch {
+            opened: chunk.to_vec(),
+            ..WriteBatch::default()
+        })
+        .collect();
+    let started = Instant::now();
+    for batch in &batches {
+        store.apply(batch).await?;
+        bar.inc(batch.opened.len() as u64);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let stored = store.max_incident_id().await?;
+    store.close().await;
+    Ok((secs, stored))
 }
 
 /// How many tasks drive cases at once in the concurrent rows (the API serves that many requests).

@@ -6,13 +6,16 @@ use std::time::Instant;
 
 use cityops_core::Incident;
 use cityops_store::scratch::{ScratchDatabase, admin_url_from_env};
-use cityops_store::{Store, WriteBatch};
+use cityops_store::Store;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 use super::super::progress;
 use super::super::report::Row;
-use super::{BATCH, WORKERS, batch_row, drive_cases, incident, json, lifecycle, transition_row};
+use super::{
+    BATCH, WORKERS, apply_in_batches, batch_row, drive_cases, incidents, json, lifecycle,
+    transition_row,
+};
 
 /// The environment variable naming the server (any database on it; the bench creates its own).
 pub(super) const URL_VAR: &str = "CITYOPS_BENCH_POSTGRES_URL";
@@ -46,28 +49,10 @@ async fn incident_batches(
     count: usize,
     made: &mut Vec<ScratchDatabase>,
 ) -> anyhow::Result<Row> {
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    let rows: Vec<Incident> = (0..count)
-        .map(|i| incident(i, now_ms))
-        .collect::<anyhow::Result<_>>()?;
+    let rows = incidents(count)?;
     let bar = progress(count as u64 * 2, "S3 PostgreSQL batches");
-    let batches: Vec<WriteBatch> = rows
-        .chunks(BATCH)
-        .map(|chunk| WriteBatch {
-            opened: chunk.to_vec(),
-            ..WriteBatch::default()
-        })
-        .collect();
-
     let store = Store::open(&fresh_database(admin, "incidents", made).await?).await?;
-    let started = Instant::now();
-    for batch in &batches {
-        store.apply(batch).await?;
-        bar.inc(batch.opened.len() as u64);
-    }
-    let platform_secs = started.elapsed().as_secs_f64();
-    let stored = store.max_incident_id().await?;
-    store.close().await;
+    let (platform_secs, stored) = apply_in_batches(&store, &rows, &bar).await?;
 
     // The same table as the store's migrations make, filled by COPY (CSV).
     let pool = bare_pool(&fresh_database(admin, "copy", made).await?, 1).await?;
