@@ -5,8 +5,8 @@
 use std::time::Instant;
 
 use cityops_core::Incident;
-use cityops_store::scratch::{ScratchDatabase, admin_url_from_env};
 use cityops_store::Store;
+use cityops_store::scratch::{ScratchDatabase, admin_url_from_env};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
