@@ -50,22 +50,32 @@ pub(crate) fn device_id(i: usize) -> String {
 }
 
 pub async fn run(options: &Options) -> anyhow::Result<Report> {
-    let load = if options.quick {
-        Load {
+    let loads = if options.quick {
+        vec![Load {
             devices: 100,
             clients: 10,
             connections: 2,
             rates: &[100],
             secs: 2,
-        }
+        }]
     } else {
-        Load {
-            devices: 1_000,
-            clients: 100,
-            connections: 4,
-            rates: &[1_000, 5_000],
-            secs: 3,
-        }
+        vec![
+            Load {
+                devices: 1_000,
+                clients: 100,
+                connections: 4,
+                rates: &[1_000, 5_000],
+                secs: 3,
+            },
+            // The memory goal's size: 5,000 devices and 1,000 dashboard clients.
+            Load {
+                devices: 5_000,
+                clients: 1_000,
+                connections: 10,
+                rates: &[1_000],
+                secs: 3,
+            },
+        ]
     };
     let mut report = Report::new(
         "s6-e2e",
@@ -76,9 +86,12 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     std::fs::create_dir_all(&data_dir)?;
     let mut platform_all = Vec::new();
     let mut baseline_all = Vec::new();
-    for &rate in load.rates {
-        let platform = run_platform(&load, rate, epoch, &data_dir).await?;
-        let baseline = run_baseline(&load, rate, epoch).await?;
+    for (load, &rate) in loads
+        .iter()
+        .flat_map(|load| load.rates.iter().map(move |rate| (load, rate)))
+    {
+        let platform = run_platform(load, rate, epoch, &data_dir).await?;
+        let baseline = run_baseline(load, rate, epoch).await?;
         let mut p_lat = platform.latencies;
         let mut b_lat = baseline.latencies;
         let label = format!(
@@ -97,6 +110,9 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         let mut details = serde_json::Map::new();
         details.insert("readings".into(), platform.readings.into());
         details.insert("clients".into(), load.clients.into());
+        details.insert("devices".into(), load.devices.into());
+        // The whole process: platform, embedded broker, load generator and the clients' side.
+        details.insert("rss_mb_with_everything_up".into(), platform.rss_mb.into());
         details.insert("platform_incident_events".into(), platform.events.into());
         details.insert("platform_ws_delivered".into(), platform.delivered.into());
         details.insert("platform_ws_resyncs".into(), platform.resyncs.into());
@@ -204,6 +220,8 @@ struct PlatformRun {
     /// Store writer transactions and the time spent in them (waiting for the write turn included).
     batches: u64,
     commit_us: u64,
+    /// Resident memory with the platform and every client still up, at the end of the run (MB).
+    rss_mb: f64,
 }
 
 async fn run_platform(
@@ -268,6 +286,7 @@ async fn run_platform(
     let batches = app.ingest_stats.store_batches.get() - batches_before;
     let commit_us = app.ingest_stats.store_commit_micros.get() - commit_before;
     let latencies = clients.drain_latencies();
+    let rss_mb = super::report::rss_mb();
     drop(clients);
     app.shutdown().await?;
     Ok(PlatformRun {
@@ -281,6 +300,7 @@ async fn run_platform(
         latencies,
         batches,
         commit_us,
+        rss_mb,
     })
 }
 
