@@ -117,12 +117,7 @@ async fn mqtt_reading_to_closed_case(app: TestApp) {
     ws.assert_quiet(Duration::from_millis(300)).await;
 
     let (_, detail) = app.get_json(&format!("/api/v1/cases/{id}")).await;
-    let actions: Vec<&str> = detail["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["action"].as_str().unwrap())
-        .collect();
+    let actions = timeline_actions(&detail);
     assert_eq!(
         actions,
         [

@@ -185,12 +185,7 @@ async fn a_case_goes_through_the_whole_workflow_and_its_record_verifies() {
 
     let (status, detail) = app.get_json(&format!("/api/v1/cases/{id}")).await;
     assert_eq!(status, 200);
-    let actions: Vec<&str> = detail["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["action"].as_str().unwrap())
-        .collect();
+    let actions = timeline_actions(&detail);
     assert_eq!(
         actions,
         [
@@ -509,12 +504,7 @@ async fn citizen_cases_are_called_back_and_closed_cases_reopen_with_a_reason() {
     assert_eq!(evaluated["satisfaction"], 5);
 
     let (_, detail) = app.get_json(&format!("/api/v1/cases/{id}")).await;
-    let actions: Vec<&str> = detail["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["action"].as_str().unwrap())
-        .collect();
+    let actions = timeline_actions(&detail);
     assert_eq!(
         actions,
         [

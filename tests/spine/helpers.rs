@@ -337,3 +337,13 @@ impl Ws {
         }
     }
 }
+
+/// The actions of a case's timeline, in order, from its detail (`GET /api/v1/cases/{id}`).
+pub fn timeline_actions(detail: &Value) -> Vec<String> {
+    detail["timeline"]
+        .as_array()
+        .expect("a case detail has a timeline")
+        .iter()
+        .map(|r| r["action"].as_str().unwrap().to_string())
+        .collect()
+}

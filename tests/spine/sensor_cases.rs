@@ -27,12 +27,7 @@ async fn cases(app: &TestApp, query: &str, count: usize) -> Vec<Value> {
 
 async fn timeline(app: &TestApp, id: i64) -> Vec<String> {
     let (_, detail) = app.get_json(&format!("/api/v1/cases/{id}")).await;
-    detail["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["action"].as_str().unwrap().to_string())
-        .collect()
+    timeline_actions(&detail)
 }
 
 #[tokio::test]

@@ -41,13 +41,6 @@ impl Dialect {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "sqlite",
-            Dialect::Postgres => "postgres",
-        }
-    }
-
     /// What a `SELECT` that reads a row the transaction is about to change ends with: nothing on
     /// SQLite (the transaction already holds the write lock), `FOR UPDATE OF {table}` on PostgreSQL.
     pub(crate) fn lock_rows_of(self, table: &str) -> String {
