@@ -324,6 +324,14 @@ impl Bus {
         None
     }
 
+    /// Events queued for the durable log and not yet taken by its writer (0 without a log).
+    pub fn log_queue_len(&self) -> u64 {
+        let ring = self.shared.ring.read();
+        ring.log
+            .as_ref()
+            .map_or(0, |log| (log.max_capacity() - log.capacity()) as u64)
+    }
+
     /// Renders the bus metrics.
     pub fn render_metrics(&self, w: &mut PromWriter) {
         w.family(
@@ -361,6 +369,12 @@ impl Bus {
             "counter",
             "Events skipped by lagging subscribers (each one reported to it).",
             self.shared.stats.lagged_events.get(),
+        );
+        w.single(
+            "cityops_bus_log_queue_events",
+            "gauge",
+            "Events waiting in the event log queue to be written to the store.",
+            self.log_queue_len(),
         );
         w.single(
             "cityops_bus_log_overflow_total",

@@ -54,10 +54,21 @@ pub enum Command {
         #[command(subcommand)]
         command: GridCommand,
     },
-    /// Measure a hot path against a bare baseline in the same run (s1 … s6, or all).
+    /// The platform under test of `bench s6`/`s7` in a process of its own, started by the bench: prints
+    /// one ready line with its addresses and serves until standard input closes.
+    #[command(hide = true, name = "bench-platform")]
+    BenchPlatform {
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        devices: usize,
+        #[arg(long)]
+        client_id: String,
+    },
+    /// Measure a hot path against a bare baseline in the same run (s1 … s7, or all).
     Bench {
         /// Scenario: s1 (MQTT ingest), s2 (rules), s3 (persistence), s4 (spatial), s5 (websocket fan-out),
-        /// s6 (end to end), or all.
+        /// s6 (end to end), s7 (overload), or all.
         scenario: String,
         /// A tiny run that checks for errors and lost messages, not speed (used by CI).
         #[arg(long)]

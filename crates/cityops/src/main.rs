@@ -42,6 +42,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::load(common.config.as_deref(), &common.overrides())?;
             return run_user(&settings, command).await;
         }
+        Command::BenchPlatform {
+            data_dir,
+            devices,
+            client_id,
+        } => {
+            init_tracing("warn,rumqttd=off");
+            return cityops::bench::platform::serve_child(data_dir.clone(), *devices, client_id)
+                .await;
+        }
         Command::Bench {
             scenario,
             quick,

@@ -203,7 +203,7 @@ pub struct Overrides {
 }
 
 /// Environment variables with the `CITYOPS_` prefix that are not settings keys.
-const ENV_NOT_SETTINGS: &[&str] = &["config", "demo_password"];
+const ENV_NOT_SETTINGS: &[&str] = &["config", "demo_password", "bench_platform_wrapper"];
 
 impl Settings {
     /// Loads every layer. `config_file` must exist when given.

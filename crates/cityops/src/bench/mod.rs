@@ -3,6 +3,7 @@
 
 pub mod load;
 pub mod mosquitto;
+pub mod platform;
 pub mod report;
 pub mod s1_ingest;
 pub mod s2_rules;

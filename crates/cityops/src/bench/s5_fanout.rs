@@ -10,7 +10,6 @@ use axum::extract::{State, WebSocketUpgrade};
 use cityops_core::event::ReadingSample;
 use cityops_core::{DeviceId, DeviceKind, EventData, Reading, Value};
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -138,43 +137,10 @@ fn first_number_after(text: &str, key: &str) -> Option<f64> {
     rest[..end].parse().ok()
 }
 
-/// Creates a bench user (once) and logs in over HTTP, as a dashboard would; returns the bearer token.
-/// Plain HTTP/1.1 over a socket: the binary has no HTTP client, and one request does not need one.
+/// Creates the bench user (once) and logs in over HTTP, as a dashboard would; returns the bearer token.
 pub(crate) async fn bench_token(app: &App) -> anyhow::Result<String> {
-    const USER: &str = "bench.viewer";
-    const PASSWORD: &str = "bench correct horse battery";
-    if app.store.user_by_name(USER).await?.is_none() {
-        let hash = cityops_auth::hash_password(PASSWORD)
-            .map_err(|e| anyhow::anyhow!("hash_password: {e:?}"))?;
-        let insert = cityops_store::users::UserInsert {
-            username: USER,
-            display_name: USER,
-            role: cityops_auth::Role::Admin,
-            department: None,
-            password_hash: &hash,
-        };
-        app.store.create_user(&insert, chrono::Utc::now()).await?;
-    }
-    let body = serde_json::json!({ "username": USER, "password": PASSWORD }).to_string();
-    let mut stream = tokio::net::TcpStream::connect(app.http_addr).await?;
-    let request = format!(
-        "POST /api/v1/auth/login HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        app.http_addr,
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await?;
-    let response = String::from_utf8_lossy(&response);
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow::anyhow!("login: malformed response"))?;
-    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "login refused: {head}");
-    let body: serde_json::Value = serde_json::from_str(body)?;
-    body["token"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow::anyhow!("login: no token in {body}"))
+    super::platform::ensure_bench_user(&app.store).await?;
+    super::platform::login(app.http_addr).await
 }
 
 /// One rate step of one server, over all clients.

@@ -13,8 +13,9 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 use super::Options;
 use super::load::{self, Phase};
+use super::platform::{Placement, Platform};
 use super::report::{Report, Row, histogram};
-use super::s5_fanout::{bench_token, connect_clients};
+use super::s5_fanout::connect_clients;
 use crate::app::{App, Mode};
 use crate::settings::Settings;
 
@@ -24,6 +25,7 @@ struct Load {
     connections: usize,
     rates: &'static [u64],
     secs: u64,
+    placement: Placement,
 }
 
 /// Above the manhole rule's threshold (15) and below its clear level (10): each reading opens or
@@ -51,13 +53,25 @@ pub(crate) fn device_id(i: usize) -> String {
 
 pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let loads = if options.quick {
-        vec![Load {
-            devices: 100,
-            clients: 10,
-            connections: 2,
-            rates: &[100],
-            secs: 2,
-        }]
+        vec![
+            Load {
+                devices: 100,
+                clients: 10,
+                connections: 2,
+                rates: &[100],
+                secs: 2,
+                placement: Placement::InProcess,
+            },
+            // The platform in a process of its own, as the memory step runs it.
+            Load {
+                devices: 100,
+                clients: 10,
+                connections: 2,
+                rates: &[100],
+                secs: 2,
+                placement: Placement::Child,
+            },
+        ]
     } else {
         vec![
             Load {
@@ -66,14 +80,18 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
                 connections: 4,
                 rates: &[1_000, 5_000],
                 secs: 3,
+                placement: Placement::InProcess,
             },
-            // The memory goal's size: 5,000 devices and 1,000 dashboard clients.
+            // The memory goal's size: 5,000 devices and 1,000 dashboard clients, with the platform in
+            // a process of its own so that its memory is measured apart from the load generator and
+            // the clients.
             Load {
                 devices: 5_000,
                 clients: 1_000,
                 connections: 10,
                 rates: &[1_000],
                 secs: 3,
+                placement: Placement::Child,
             },
         ]
     };
@@ -95,8 +113,13 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         let mut p_lat = platform.latencies;
         let mut b_lat = baseline.latencies;
         let label = format!(
-            "{rate} readings/s, {} clients, {} devices",
-            load.clients, load.devices
+            "{rate} readings/s, {} clients, {} devices{}",
+            load.clients,
+            load.devices,
+            match load.placement {
+                Placement::InProcess => "",
+                Placement::Child => ", platform in its own process",
+            }
         );
         let (ph, pp) = histogram(&format!("cityops publish → ws, {label}"), &mut p_lat);
         let (bh, bp) = histogram(
@@ -111,8 +134,18 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         details.insert("readings".into(), platform.readings.into());
         details.insert("clients".into(), load.clients.into());
         details.insert("devices".into(), load.devices.into());
-        // The whole process: platform, embedded broker, load generator and the clients' side.
+        details.insert(
+            "platform_process".into(),
+            (load.placement == Placement::Child).into(),
+        );
+        // The platform's process with everything up; when the platform runs in the bench's process
+        // this includes the load generator and the clients' side of every websocket.
         details.insert("rss_mb_with_everything_up".into(), platform.rss_mb.into());
+        details.insert(
+            "platform_peak_rss_mb".into(),
+            platform.platform_peak_rss_mb.into(),
+        );
+        details.insert("bench_rss_mb".into(), platform.bench_rss_mb.into());
         details.insert("platform_incident_events".into(), platform.events.into());
         details.insert("platform_ws_delivered".into(), platform.delivered.into());
         details.insert("platform_ws_resyncs".into(), platform.resyncs.into());
@@ -187,6 +220,24 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             met: None,
             details: serde_json::Map::new(),
         });
+        if load.placement == Placement::Child {
+            // The memory goal: the platform's own process (embedded broker included), its peak over
+            // the step with every device publishing and every client connected.
+            let memory_goal = load.devices >= 5_000 && load.clients >= 1_000;
+            report.rows.push(Row {
+                case: format!("{label}: platform peak RSS"),
+                platform: platform.platform_peak_rss_mb,
+                baseline: platform.bench_rss_mb,
+                ratio: platform.platform_peak_rss_mb / platform.bench_rss_mb.max(1e-9),
+                unit: "MB".into(),
+                goal: "≤ 200 MB for 5,000 devices and 1,000 clients (baseline column: the bench \
+                       process, load generator and clients)"
+                    .into(),
+                met: (memory_goal && !options.quick)
+                    .then_some(platform.platform_peak_rss_mb <= 200.0 && nothing_lost),
+                details: serde_json::Map::new(),
+            });
+        }
     }
     let (h, _) = histogram("cityops publish → ws, all rates", &mut platform_all);
     report.histograms.push(h);
@@ -196,7 +247,9 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     );
     report.histograms.push(h);
     report.notes.push(
-        "Load generator, embedded broker, platform and websocket clients share this process. The \
+        "Load generator, platform (with its embedded broker) and websocket clients share this process, \
+         except in the steps marked \"platform in its own process\" (`cityops bench-platform`, read \
+         through /metrics), whose memory is the platform's alone. The \
          manhole rule files no case here (case = none) so the path measured is reading → rule → \
          stored incident → bus → /ws, not the case workflow. Each device alternates tilt 20.x / 1.x, \
          so every reading opens or clears an incident; the publish time rides in the value's fraction."
@@ -220,8 +273,13 @@ struct PlatformRun {
     /// Store writer transactions and the time spent in them (waiting for the write turn included).
     batches: u64,
     commit_us: u64,
-    /// Resident memory with the platform and every client still up, at the end of the run (MB).
+    /// Resident memory of the platform's process with every client still up, at the end of the run
+    /// (MB): the whole bench process when the platform runs in it.
     rss_mb: f64,
+    /// Peak resident memory of the platform's process (MB; in-process: the bench's peak so far).
+    platform_peak_rss_mb: f64,
+    /// Resident memory of the bench's process at the end of the run (MB).
+    bench_rss_mb: f64,
 }
 
 async fn run_platform(
@@ -230,30 +288,30 @@ async fn run_platform(
     epoch: Instant,
     data_dir: &std::path::Path,
 ) -> anyhow::Result<PlatformRun> {
-    let app = start_platform(data_dir, load.devices, "cityops-bench-s6").await?;
-    let token = bench_token(&app).await?;
+    let platform =
+        Platform::start(load.placement, data_dir, load.devices, "cityops-bench-s6").await?;
+    let token = platform.token().await?;
     let url = format!(
         "ws://{}/ws?types=incident.opened,incident.cleared&token={token}",
-        app.http_addr
+        platform.http_addr()
     );
     let clients = connect_clients(&url, load.clients, epoch, decode).await?;
-    let stats = app.ingest_stats.clone();
-    let events = move || stats.incidents_opened.get() + stats.incidents_cleared.get();
-    let events_before = events();
-    let (batches_before, commit_before) = (
-        app.ingest_stats.store_batches.get(),
-        app.ingest_stats.store_commit_micros.get(),
-    );
+    let counters_before = platform.counters().await?;
     let before = clients.snapshot();
-    let (host, port) = app.mqtt_addr.clone();
+    let (host, port) = platform.mqtt_addr();
     let started = Instant::now();
     let readings = publish(&host, port, load, rate, epoch).await?;
     // Wait until every reading has become an event and every client has it (or 5 s without progress).
+    // A platform in its own process is asked over `/metrics`, so less often.
+    let poll = match load.placement {
+        Placement::InProcess => Duration::from_millis(5),
+        Placement::Child => Duration::from_millis(25),
+    };
     let mut last = (0, 0);
     let mut last_change = Instant::now();
     let mut finished = Instant::now();
     loop {
-        let produced = events() - events_before;
+        let produced = platform.counters().await?.since(&counters_before).events;
         let reached: u64 = clients
             .snapshot()
             .iter()
@@ -270,9 +328,10 @@ async fn run_platform(
         {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(poll).await;
     }
-    let produced = events() - events_before;
+    let counters = platform.counters().await?.since(&counters_before);
+    let produced = counters.events;
     let after = clients.snapshot();
     let (mut delivered, mut missed, mut resyncs, mut silent) = (0, 0, 0, 0);
     for (now, was) in after.iter().zip(&before) {
@@ -283,12 +342,12 @@ async fn run_platform(
         resyncs += now.2 - was.2;
         silent += produced.saturating_sub(d + m);
     }
-    let batches = app.ingest_stats.store_batches.get() - batches_before;
-    let commit_us = app.ingest_stats.store_commit_micros.get() - commit_before;
     let latencies = clients.drain_latencies();
-    let rss_mb = super::report::rss_mb();
+    let rss_mb = platform.rss_mb();
+    let platform_peak_rss_mb = platform.peak_rss_mb();
+    let bench_rss_mb = super::report::rss_mb();
     drop(clients);
-    app.shutdown().await?;
+    platform.shutdown().await?;
     Ok(PlatformRun {
         readings,
         events: produced,
@@ -298,9 +357,11 @@ async fn run_platform(
         silent,
         secs: finished.duration_since(started).as_secs_f64(),
         latencies,
-        batches,
-        commit_us,
+        batches: counters.store_batches,
+        commit_us: counters.store_commit_us,
         rss_mb,
+        platform_peak_rss_mb,
+        bench_rss_mb,
     })
 }
 
