@@ -6,7 +6,8 @@
 //! `INSERT OR …`, `RETURNING` instead of `last_insert_rowid()`, integers for flags, Unix milliseconds
 //! for instants and TEXT for JSON. What is left differs by [`Dialect`]: how a write transaction starts
 //! (SQLite takes the write lock up front with `BEGIN IMMEDIATE`; PostgreSQL locks the rows it reads for
-//! change with `FOR UPDATE`), the migrations, and the connection settings.
+//! change with `FOR UPDATE`, except case transitions, which write one statement guarded by what they
+//! read: `cases/mod.rs`), the migrations, and the connection settings.
 
 use std::fmt::{Display, Write as _};
 use std::sync::Once;
@@ -175,6 +176,35 @@ impl<'q> SqlBuilder<'q> {
         self
     }
 
+    /// One row to insert: `VALUES (…)`, or with `from` (a CTE of the same statement)
+    /// `SELECT … FROM {from}`, which inserts the row once for each row `from` returns: none when the
+    /// part of the statement it depends on wrote nothing.
+    pub fn push_row<F>(&mut self, from: Option<&str>, row: F) -> &mut Self
+    where
+        F: FnOnce(&mut Row<'_, 'q>),
+    {
+        match from {
+            None => {
+                self.sql.push_str("VALUES (");
+                row(&mut Row {
+                    builder: self,
+                    first: true,
+                });
+                self.sql.push(')');
+                self
+            }
+            Some(from) => {
+                self.sql.push_str("SELECT ");
+                row(&mut Row {
+                    builder: self,
+                    first: true,
+                });
+                write!(self.sql, " FROM {from}").expect("writing to a String cannot fail");
+                self
+            }
+        }
+    }
+
     /// Placeholders for `values`, separated by commas (for `IN (…)`).
     pub fn push_list<T, I>(&mut self, values: I) -> &mut Self
     where
@@ -268,6 +298,16 @@ mod tests {
                 .push(")");
             assert_eq!(b.sql(), format!("SELECT 1 WHERE {list}"));
         }
+        let mut b = SqlBuilder::new(Dialect::Postgres, "INSERT INTO t (a, b) ");
+        b.push_row(Some("c"), |row| {
+            row.push_bind(1_i64).push_bind("x");
+        });
+        assert_eq!(b.sql(), "INSERT INTO t (a, b) SELECT $1, $2 FROM c");
+        let mut b = SqlBuilder::new(Dialect::Sqlite, "INSERT INTO t (a) ");
+        b.push_row(None, |row| {
+            row.push_bind(1_i64);
+        });
+        assert_eq!(b.sql(), "INSERT INTO t (a) VALUES (?)");
     }
 
     #[test]

@@ -114,6 +114,24 @@ impl TestDb {
         }
     }
 
+    /// On PostgreSQL, statements that make every transaction inserting into `table` fail at its commit
+    /// (a deferred constraint trigger named `trigger`); `None` on SQLite, which has no deferred triggers.
+    pub fn break_commits_inserting(&self, table: &str, trigger: &str) -> Option<Vec<String>> {
+        match self.dialect {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => Some(vec![
+                format!(
+                    "CREATE FUNCTION {trigger}_fn() RETURNS trigger LANGUAGE plpgsql AS \
+                     $$ BEGIN RAISE EXCEPTION '{table} is broken at commit'; END $$"
+                ),
+                format!(
+                    "CREATE CONSTRAINT TRIGGER {trigger} AFTER INSERT ON {table} \
+                     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {trigger}_fn()"
+                ),
+            ]),
+        }
+    }
+
     /// The statement dropping trigger `trigger` of `table`.
     pub fn drop_trigger(&self, table: &str, trigger: &str) -> String {
         match self.dialect {

@@ -204,15 +204,16 @@ impl Chained {
         }
     }
 
-    /// `INSERT INTO case_audit … VALUES …` for this record.
-    pub fn push_insert(&self, b: &mut SqlBuilder<'_>) -> anyhow::Result<()> {
+    /// `INSERT INTO case_audit …` for this record: its values, or once per row of `from` (see
+    /// [`SqlBuilder::push_row`]).
+    pub fn push_insert(&self, b: &mut SqlBuilder<'_>, from: Option<&str>) -> anyhow::Result<()> {
         let f = &self.fields;
         b.push(
             "INSERT INTO case_audit (case_id, seq, at, actor, role, action, from_state, to_state, note, \
              evidence, payload, prev_hash, hash) ",
         );
         let evidence = serde_json::to_string(&f.evidence).context("evidence")?;
-        b.push_values([()], |row, ()| {
+        b.push_row(from, |row| {
             row.push_bind(f.case_id)
                 .push_bind(f.seq)
                 .push_bind(f.at)
@@ -264,7 +265,7 @@ pub(super) async fn append(
 ) -> Result<Head, CaseStoreError> {
     let record = chain(head, entry);
     let mut b = SqlBuilder::new(dialect, "");
-    record.push_insert(&mut b)?;
+    record.push_insert(&mut b, None)?;
     b.build()?.execute(&mut *conn).await.with_context(|| {
         format!(
             "Failed to append to the audit trail of case {}",

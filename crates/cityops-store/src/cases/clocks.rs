@@ -282,7 +282,11 @@ fn new_row(case_id: CaseId, clock: &StageClock, policy: &SlaPolicy<'_>) -> CaseC
 }
 
 /// `UPDATE case_clocks …` writing a changed clock.
-pub(super) fn push_update(b: &mut SqlBuilder<'_>, row: &CaseClock) -> anyhow::Result<()> {
+pub(super) fn push_update(
+    b: &mut SqlBuilder<'_>,
+    row: &CaseClock,
+    from: Option<&str>,
+) -> anyhow::Result<()> {
     b.push("UPDATE case_clocks SET clock = ")
         .push_bind(serde_json::to_string(&row.clock).context("clock")?)
         .push(", deadline_at = ")
@@ -294,18 +298,23 @@ pub(super) fn push_update(b: &mut SqlBuilder<'_>, row: &CaseClock) -> anyhow::Re
         .push(", overdue_notified = ")
         .push_bind(i64::from(row.overdue_notified))
         .push(", active = ")
-        .push_bind(i64::from(row.active))
-        .push(" WHERE id = ")
-        .push_bind(row.id);
+        .push_bind(i64::from(row.active));
+    // With `from`: only if that part of the statement returned a row (it names no column `id`).
+    if let Some(from) = from {
+        b.push(" FROM ").push(from);
+    }
+    b.push(" WHERE case_clocks.id = ").push_bind(row.id);
     Ok(())
 }
 
 /// `INSERT INTO case_clocks …` of a starting clock, with its id when it was reserved (PostgreSQL),
-/// else letting the database give one.
+/// else letting the database give one; its values, or once per row of `from` (see
+/// [`SqlBuilder::push_row`]).
 pub(super) fn push_insert(
     b: &mut SqlBuilder<'_>,
     row: &CaseClock,
     id: Option<i64>,
+    from: Option<&str>,
 ) -> anyhow::Result<()> {
     let json = serde_json::to_string(&row.clock).context("clock")?;
     b.push(if id.is_some() {
@@ -315,7 +324,7 @@ pub(super) fn push_insert(
         "INSERT INTO case_clocks (case_id, stage, clock, started_at, deadline_at, warning_at, warned, \
          overdue_notified, active) "
     });
-    b.push_values([()], |values, ()| {
+    b.push_row(from, |values| {
         if let Some(id) = id {
             values.push_bind(id);
         }
@@ -342,7 +351,7 @@ pub(super) async fn write(
 ) -> Result<(), CaseStoreError> {
     if let Some(changed) = &rows.changed {
         let mut b = SqlBuilder::new(dialect, "");
-        push_update(&mut b, changed)?;
+        push_update(&mut b, changed, None)?;
         b.build()?.execute(&mut *conn).await.with_context(|| {
             format!(
                 "Failed to update the {} clock of case {}",
@@ -352,7 +361,7 @@ pub(super) async fn write(
     }
     if let Some(started) = &mut rows.started {
         let mut b = SqlBuilder::new(dialect, "");
-        push_insert(&mut b, started, None)?;
+        push_insert(&mut b, started, None, None)?;
         b.push(" RETURNING id");
         started.id = b
             .build_scalar()?

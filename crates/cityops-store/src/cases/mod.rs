@@ -13,9 +13,15 @@
 //! records, as Unix milliseconds like every other stored time.
 //!
 //! # One transaction per change
-//! [`Store::create_case`] and [`Store::apply_transition`] each write, in one `BEGIN IMMEDIATE`
-//! transaction: the case row (version + 1), exactly one audit record (and the chain head on the case),
-//! the clock changes, and exactly one outbox event. Either all of it is committed or none of it.
+//! [`Store::create_case`] and [`Store::apply_transition`] each write, in one transaction: the case row
+//! (version + 1), exactly one audit record (and the chain head on the case), the clock changes, and
+//! exactly one outbox event. Either all of it is committed or none of it. On SQLite that transaction is
+//! `BEGIN IMMEDIATE` (a savepoint of a group commit, [`crate::group`]). On PostgreSQL a transition is
+//! ONE statement of data-modifying CTEs, committed on its own: the case is read without a lock, and
+//! the statement's update of the case is guarded by the version, state and audit head read, every
+//! other write depending on that update's row, so a case that moved on meanwhile gets nothing written
+//! and the change is decided again on a fresh read (optimistic concurrency; after two tries it takes
+//! the row lock, `FOR UPDATE`, as every change did before).
 //!
 //! # Event names
 //! `case.created` for a new case, then one event per action ([`event_type_for`]): the action's past
@@ -404,231 +410,63 @@ impl Store {
     /// counters, version, clocks, one audit record and one outbox event, in one transaction. A version
     /// or state that moved on is a [`CaseStoreError::Conflict`]; nothing is written then, nor on any
     /// other error.
+    ///
+    /// SQLite runs the change in the group-committed write transaction ([`crate::group`]), the case
+    /// read under the write lock. PostgreSQL reads the case without a lock and writes everything in one
+    /// statement guarded by what was read (see `apply_transition_optimistic`).
     pub async fn apply_transition(&self, change: &CaseChange<'_>) -> Result<Case, CaseStoreError> {
-        let t: &Transition = change.transition;
         let note = check_change(change)?;
         let evidence = evidence_of(change)?;
-        let at_ms = change.at.timestamp_millis();
+        match self.dialect {
+            Dialect::Sqlite => {
+                self.apply_transition_locked(change, note.as_deref(), &evidence)
+                    .await
+            }
+            Dialect::Postgres => {
+                self.apply_transition_optimistic(change, note.as_deref(), &evidence)
+                    .await
+            }
+        }
+    }
 
+    /// SQLite: read and write in the group-committed transaction, one statement a write (each is a
+    /// call into the same process, so one statement saves nothing).
+    async fn apply_transition_locked(
+        &self,
+        change: &CaseChange<'_>,
+        note: Option<&str>,
+        evidence: &[String],
+    ) -> Result<Case, CaseStoreError> {
         let mut tx = self.change_tx().await?;
         let result: Result<Case, CaseStoreError> = async {
-            let starts_clock = matches!(t.clock, ClockEffect::Start(_));
-            let (case, head, reserved_clock_id) =
-                load_for_change(&mut tx, self.dialect, change.case_id, starts_clock).await?;
-            let stale_version = change
-                .expected_version
-                .is_some_and(|expected| expected != case.version);
-            if stale_version || case.state != t.from {
-                return Err(CaseStoreError::Conflict {
-                    expected: CaseRevision {
-                        version: change.expected_version,
-                        state: t.from,
-                    },
-                    found: case.revision(),
-                });
-            }
-            // The store never records a step the workflow would not take: the caller's decision is checked
-            // against the machine on the stored facts (the actor's department is the API's to check).
-            let context = case
-                .context()
-                .acting(Some(change.actor), case.department.as_deref());
-            let decided = transition(case.state, change.action, change.role, &context)
-                .map_err(|e| invalid(format!("the workflow refuses this step: {e}")))?;
-            if decided != *t {
-                return Err(invalid(format!(
-                    "the transition given for {} is not the one the workflow decides",
-                    t.action
-                )));
-            }
-            if let Some(running) = &case.clock {
-                let stage_of_state = case.state.sla_stage(case.source);
-                if stage_of_state != Some(running.stage) {
-                    return Err(anyhow::anyhow!(
-                        "case {}: a {} case has a running {} clock",
-                        case.number,
-                        case.state,
-                        running.stage
-                    )
-                    .into());
-                }
-            }
-            let plan = clocks::plan(case.clock.as_ref(), t.clock, &change.clocks, change.at)?;
-
-            let mut department = case.department.clone();
-            let mut inspector = case.inspector.clone();
-            apply(&mut department, &t.department);
-            apply(&mut inspector, &t.inspector);
-            let (mut closed_at, mut closure, mut satisfaction) =
-                (case.closed_at, case.closure, case.satisfaction);
-            match change.action {
-                Action::Close { closure: how } => {
-                    closed_at = Some(at_ms);
-                    closure = Some(*how);
-                }
-                Action::Callback {
-                    satisfaction: given,
-                    ..
-                } => satisfaction = Some(*given),
-                // A reopened case is open again; its earlier closing stays in the audit trail.
-                Action::Reopen { .. } => (closed_at, closure, satisfaction) = (None, None, None),
-                _ => {}
-            }
-            let extended = matches!(t.clock, ClockEffect::Extend(_));
-
-            // Everything the step writes is decided before anything is written: the audit record after
-            // the chain's head, the case row (with the new head), the clock rows and the event.
-            let audit_payload = json!({
-                "action": change.action,
-                "transition": t,
-                "version": case.version + 1,
-            });
-            let record = audit::chain(
-                &head,
-                &audit::Entry {
-                    case_id: case.id,
-                    at: at_ms,
-                    actor: change.actor,
-                    role: Some(change.role),
-                    action: t.action.as_str(),
-                    from: Some(t.from),
-                    to: t.to,
-                    note: note.as_deref(),
-                    evidence: &evidence,
-                    payload: &audit_payload,
-                },
-            );
-            let head = record.head();
-            let mut clock_rows = clocks::rows(case.id, &plan, &change.clocks.policy, change.at);
-            if let Some(started) = &mut clock_rows.started {
-                // PostgreSQL reserved the id with the read; SQLite's comes with the insert below.
-                started.id = reserved_clock_id.unwrap_or(0);
-            }
-            let mut after = Case {
-                state: t.to,
-                department,
-                inspector,
-                version: case.version + 1,
-                updated_at: at_ms,
-                closed_at,
-                closure,
-                satisfaction,
-                rework_count: case.rework_count + i64::from(t.counts_as_rework),
-                wrong_dispatch_count: case.wrong_dispatch_count
-                    + i64::from(t.counts_as_wrong_dispatch),
-                extension_count: case.extension_count + i64::from(extended),
-                reopen_count: case.reopen_count + i64::from(t.counts_as_reopen),
-                clock: None,
-                ..case.clone()
-            };
-            let case_update = |b: &mut SqlBuilder<'_>, after: &Case| {
-                b.push("UPDATE cases SET state = ")
-                    .push_bind(after.state.as_str())
-                    .push(", state_code = ")
-                    .push_bind(i64::from(after.state.code()))
-                    .push(", department = ")
-                    .push_bind(after.department.clone())
-                    .push(", inspector = ")
-                    .push_bind(after.inspector.clone())
-                    .push(", version = ")
-                    .push_bind(after.version)
-                    .push(", updated_at = ")
-                    .push_bind(at_ms)
-                    .push(", closed_at = ")
-                    .push_bind(after.closed_at)
-                    .push(", closure_type = ")
-                    .push_bind(after.closure.map(ClosureType::as_str))
-                    .push(", satisfaction = ")
-                    .push_bind(after.satisfaction.map(i64::from))
-                    .push(", rework_count = ")
-                    .push_bind(after.rework_count)
-                    .push(", wrong_dispatch_count = ")
-                    .push_bind(after.wrong_dispatch_count)
-                    .push(", extension_count = ")
-                    .push_bind(after.extension_count)
-                    .push(", reopen_count = ")
-                    .push_bind(after.reopen_count)
-                    .push(", audit_seq = ")
-                    .push_bind(head.seq)
-                    .push(", audit_hash = ")
-                    .push_bind(head.hash.clone())
-                    .push(" WHERE id = ")
-                    .push_bind(case.id)
-                    .push(" AND version = ")
-                    .push_bind(case.version)
-                    .push(" AND state = ")
-                    .push_bind(case.state.as_str());
-            };
-            let event = |after: &Case| NewOutboxEvent {
-                event_type: event_type_for(t.action).to_string(),
-                case_id: Some(case.id),
-                payload: json!({
-                    "case": after,
-                    "action": change.action,
-                    "from": t.from,
-                    "to": t.to,
-                    "actor": change.actor,
-                    "role": change.role,
-                    "note": note,
-                    "at": at_ms,
-                    "audit_seq": head.seq,
-                }),
-            };
-            let updated = match self.dialect {
-                // One statement a write: each is a call into the same process.
-                Dialect::Sqlite => {
-                    let mut b = SqlBuilder::new(self.dialect, "");
-                    record.push_insert(&mut b)?;
-                    b.build()?.execute(&mut *tx).await.with_context(|| {
-                        format!(
-                            "Failed to append to the audit trail of case {}",
-                            case.number
-                        )
-                    })?;
-                    let mut b = SqlBuilder::new(self.dialect, "");
-                    case_update(&mut b, &after);
-                    let updated = b.build()?.execute(&mut *tx).await?.rows_affected();
-                    clocks::write(&mut tx, self.dialect, &mut clock_rows).await?;
-                    after.clock = clock_rows.running_after(case.clock.as_ref());
-                    // The event is written last: if anything before fails, there is no event either.
-                    outbox::insert(&mut tx, self.dialect, &event(&after), at_ms).await?;
-                    updated
-                }
-                // One statement for every write: each statement is a round trip to the server. The
-                // one-active-clock constraint is checked at commit, so the order inside does not matter.
-                Dialect::Postgres => {
-                    after.clock = clock_rows.running_after(case.clock.as_ref());
-                    let mut b = SqlBuilder::new(self.dialect, "WITH a AS (");
-                    record.push_insert(&mut b)?;
-                    b.push("), c AS (");
-                    case_update(&mut b, &after);
-                    b.push(" RETURNING 1)");
-                    if let Some(changed) = &clock_rows.changed {
-                        b.push(", k_changed AS (");
-                        clocks::push_update(&mut b, changed)?;
-                        b.push(")");
-                    }
-                    if let Some(started) = &clock_rows.started {
-                        b.push(", k_started AS (");
-                        clocks::push_insert(&mut b, started, Some(started.id))?;
-                        b.push(")");
-                    }
-                    b.push(", o AS (");
-                    outbox::push_insert(&mut b, &event(&after), at_ms)?;
-                    b.push(") SELECT COUNT(*) FROM c");
-                    let updated: i64 =
-                        b.build_scalar()?
-                            .fetch_one(&mut *tx)
-                            .await
-                            .with_context(|| {
-                                format!("Failed to record a change of case {}", case.number)
-                            })?;
-                    updated as u64
-                }
-            };
+            let (case, head, _) =
+                load_for_change(&mut tx, self.dialect, change.case_id, true, false).await?;
+            let Planned {
+                before,
+                mut after,
+                record,
+                mut clock_rows,
+            } = plan_change(change, case, &head, note, evidence, None)?;
+            let mut b = SqlBuilder::new(self.dialect, "");
+            record.push_insert(&mut b, None)?;
+            b.build()?.execute(&mut *tx).await.with_context(|| {
+                format!(
+                    "Failed to append to the audit trail of case {}",
+                    before.number
+                )
+            })?;
+            let mut b = SqlBuilder::new(self.dialect, "");
+            push_case_update(&mut b, &before, &head, &record, &after);
+            let updated = b.build()?.execute(&mut *tx).await?.rows_affected();
+            clocks::write(&mut tx, self.dialect, &mut clock_rows).await?;
+            after.clock = clock_rows.running_after(before.clock.as_ref());
+            // The event is written last: if anything before fails, there is no event either.
+            let event = transition_event(change, note, &record, &after);
+            outbox::insert(&mut tx, self.dialect, &event, after.updated_at).await?;
             if updated != 1 {
-                // Cannot happen: SQLite's write lock or PostgreSQL's row lock is held since the read.
+                // Cannot happen: the transaction holds SQLite's write lock since the read.
                 return Err(
-                    anyhow::anyhow!("case {} changed under a write lock", case.number).into(),
+                    anyhow::anyhow!("case {} changed under a write lock", before.number).into(),
                 );
             }
             Ok(after)
@@ -638,6 +476,46 @@ impl Store {
             anyhow::anyhow!("Failed to commit a change of case {}: {e}", change.case_id).into()
         })
         .await
+    }
+
+    /// PostgreSQL: optimistic concurrency in two round trips. The case and its audit head are read
+    /// without a lock (one statement, which also reserves the id of a clock the change starts); the
+    /// change is decided on what was read; then every write goes in ONE statement, committed on its own
+    /// (autocommit: a statement is its own transaction, atomic and durable at commit). The statement's
+    /// first part updates the case only if its id, version, state and audit head are still the ones
+    /// read; every other part (audit record, clocks, outbox event) writes one row per row that update
+    /// returned, so if the guard matches nothing, nothing of the change is written.
+    ///
+    /// Two concurrent changes of one case: the second's update waits for the first's row lock, finds
+    /// the row changed when the first commits, and writes nothing. It then reads again and decides
+    /// again: a change that named the version it read (or whose state moved on) is the same
+    /// [`CaseStoreError::Conflict`] as under a lock. One that still fits (it named no version, or the
+    /// case only got sensor evidence) is retried; after [`OPTIMISTIC_ATTEMPTS`] it runs as before the
+    /// optimistic path existed, read `FOR UPDATE` in a transaction, so a busy case cannot starve it.
+    async fn apply_transition_optimistic(
+        &self,
+        change: &CaseChange<'_>,
+        note: Option<&str>,
+        evidence: &[String],
+    ) -> Result<Case, CaseStoreError> {
+        // One connection for the reads and the writes: one check-out from the pool.
+        let mut conn = self.pool.acquire().await?;
+        for _ in 0..OPTIMISTIC_ATTEMPTS {
+            if let Some(after) = write_change_pg(&mut conn, change, note, evidence, false).await? {
+                return Ok(after);
+            }
+        }
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        match write_change_pg(&mut tx, change, note, evidence, true).await? {
+            Some(after) => {
+                tx.commit().await.with_context(|| {
+                    format!("Failed to commit a change of case {}", change.case_id)
+                })?;
+                Ok(after)
+            }
+            // Cannot happen: the row lock is held since the read. Dropping `tx` rolls it back.
+            None => Err(anyhow::anyhow!("case {} changed under a row lock", change.case_id).into()),
+        }
     }
 
     /// The case with this id.
@@ -677,14 +555,16 @@ async fn load(conn: &mut AnyConnection, id: CaseId) -> Result<Case, CaseStoreErr
     }
 }
 
-/// Reads a case and the head of its audit chain inside a write transaction, and locks it against
-/// concurrent changes until the commit (SQLite's transaction already holds the database's write lock).
-/// On PostgreSQL, with `reserve_clock_id`, it also reserves the id of a clock the change will start,
-/// so all its writes can go in one statement.
+/// Reads a case and the head of its audit chain for a change. With `lock`, inside a write transaction,
+/// it locks the case against concurrent changes until the commit (SQLite's transaction already holds
+/// the database's write lock); without, the change must guard its write with what was read. On
+/// PostgreSQL, with `reserve_clock_id`, it also reserves the id of a clock the change will start, so
+/// all its writes can go in one statement.
 async fn load_for_change(
     conn: &mut AnyConnection,
     dialect: Dialect,
     id: CaseId,
+    lock: bool,
     reserve_clock_id: bool,
 ) -> Result<(Case, audit::Head, Option<i64>), CaseStoreError> {
     let reserve = reserve_clock_id && dialect == Dialect::Postgres;
@@ -697,7 +577,11 @@ async fn load_for_change(
     } else {
         rows::CASE_SELECT.to_string()
     };
-    let sql = format!("{select} WHERE c.id = $1{}", dialect.lock_rows_of("c"));
+    let sql = if lock {
+        format!("{select} WHERE c.id = $1{}", dialect.lock_rows_of("c"))
+    } else {
+        format!("{select} WHERE c.id = $1")
+    };
     let row = sqlx::query(&sql)
         .bind(id)
         .fetch_optional(&mut *conn)
@@ -713,6 +597,272 @@ async fn load_for_change(
             },
         )),
         None => Err(CaseStoreError::NotFound(format!("case {id}"))),
+    }
+}
+
+/// How often a PostgreSQL change tries its optimistic write before it takes the case's row lock: a
+/// change is retried only when its case moved on without making it a conflict.
+const OPTIMISTIC_ATTEMPTS: usize = 2;
+
+/// One PostgreSQL change: reads the case (with `lock`, `FOR UPDATE` inside the caller's transaction),
+/// decides it, and writes it in one statement guarded by what was read. `None` when the guard held no
+/// longer (the case moved on between the read and the write): nothing was written.
+async fn write_change_pg(
+    conn: &mut AnyConnection,
+    change: &CaseChange<'_>,
+    note: Option<&str>,
+    evidence: &[String],
+    lock: bool,
+) -> Result<Option<Case>, CaseStoreError> {
+    let starts_clock = matches!(change.transition.clock, ClockEffect::Start(_));
+    let (case, head, reserved_clock_id) =
+        load_for_change(conn, Dialect::Postgres, change.case_id, lock, starts_clock).await?;
+    let Planned {
+        before,
+        mut after,
+        record,
+        clock_rows,
+    } = plan_change(change, case, &head, note, evidence, reserved_clock_id)?;
+    after.clock = clock_rows.running_after(before.clock.as_ref());
+    let event = transition_event(change, note, &record, &after);
+
+    // `c` returns one row if the guard holds, none if the case moved on; every other part reads `c`.
+    // The one-active-clock constraint is checked at commit, so the order inside does not matter.
+    const GUARD: &str = "c";
+    let mut b = SqlBuilder::new(Dialect::Postgres, "WITH c AS (");
+    push_case_update(&mut b, &before, &head, &record, &after);
+    b.push(" RETURNING 1 AS guard_held), a AS (");
+    record.push_insert(&mut b, Some(GUARD))?;
+    b.push(")");
+    if let Some(changed) = &clock_rows.changed {
+        b.push(", k_changed AS (");
+        clocks::push_update(&mut b, changed, Some(GUARD))?;
+        b.push(")");
+    }
+    if let Some(started) = &clock_rows.started {
+        b.push(", k_started AS (");
+        clocks::push_insert(&mut b, started, Some(started.id), Some(GUARD))?;
+        b.push(")");
+    }
+    b.push(", o AS (");
+    outbox::push_insert(&mut b, &event, after.updated_at, Some(GUARD))?;
+    b.push(") SELECT COUNT(*) FROM c");
+    // `fetch_all`, never `fetch_one`: sqlx's `Any` driver answers `fetch_one` at the first row, before
+    // the server's ReadyForQuery, so an autocommit statement would be reported before its commit is
+    // durable, and a deferred constraint failing at that commit would go unseen. `fetch_all` reads to
+    // the end of the statement's responses, commit included.
+    let written: Vec<i64> = b
+        .build_scalar()?
+        .fetch_all(&mut *conn)
+        .await
+        .with_context(|| format!("Failed to record a change of case {}", before.number))?;
+    Ok((written == [1]).then_some(after))
+}
+
+/// Everything one step writes, decided from the case as read before anything is written.
+struct Planned {
+    /// The case as read.
+    before: Case,
+    /// The case after the step; its `clock` is set once the clock rows have their ids.
+    after: Case,
+    /// The audit record after the chain's head (the case row gets its head).
+    record: audit::Chained,
+    clock_rows: clocks::Rows,
+}
+
+/// Checks a step against the case as read and decides what it writes: a version or state that moved
+/// on is a conflict, a transition the machine would not decide on the stored facts is refused.
+fn plan_change(
+    change: &CaseChange<'_>,
+    case: Case,
+    head: &audit::Head,
+    note: Option<&str>,
+    evidence: &[String],
+    reserved_clock_id: Option<i64>,
+) -> Result<Planned, CaseStoreError> {
+    let t = change.transition;
+    let at_ms = change.at.timestamp_millis();
+    let stale_version = change
+        .expected_version
+        .is_some_and(|expected| expected != case.version);
+    if stale_version || case.state != t.from {
+        return Err(CaseStoreError::Conflict {
+            expected: CaseRevision {
+                version: change.expected_version,
+                state: t.from,
+            },
+            found: case.revision(),
+        });
+    }
+    // The store never records a step the workflow would not take: the caller's decision is checked
+    // against the machine on the stored facts (the actor's department is the API's to check).
+    let context = case
+        .context()
+        .acting(Some(change.actor), case.department.as_deref());
+    let decided = transition(case.state, change.action, change.role, &context)
+        .map_err(|e| invalid(format!("the workflow refuses this step: {e}")))?;
+    if decided != *t {
+        return Err(invalid(format!(
+            "the transition given for {} is not the one the workflow decides",
+            t.action
+        )));
+    }
+    if let Some(running) = &case.clock {
+        let stage_of_state = case.state.sla_stage(case.source);
+        if stage_of_state != Some(running.stage) {
+            return Err(anyhow::anyhow!(
+                "case {}: a {} case has a running {} clock",
+                case.number,
+                case.state,
+                running.stage
+            )
+            .into());
+        }
+    }
+    let plan = clocks::plan(case.clock.as_ref(), t.clock, &change.clocks, change.at)?;
+
+    let mut department = case.department.clone();
+    let mut inspector = case.inspector.clone();
+    apply(&mut department, &t.department);
+    apply(&mut inspector, &t.inspector);
+    let (mut closed_at, mut closure, mut satisfaction) =
+        (case.closed_at, case.closure, case.satisfaction);
+    match change.action {
+        Action::Close { closure: how } => {
+            closed_at = Some(at_ms);
+            closure = Some(*how);
+        }
+        Action::Callback {
+            satisfaction: given,
+            ..
+        } => satisfaction = Some(*given),
+        // A reopened case is open again; its earlier closing stays in the audit trail.
+        Action::Reopen { .. } => (closed_at, closure, satisfaction) = (None, None, None),
+        _ => {}
+    }
+    let extended = matches!(t.clock, ClockEffect::Extend(_));
+
+    let audit_payload = json!({
+        "action": change.action,
+        "transition": t,
+        "version": case.version + 1,
+    });
+    let record = audit::chain(
+        head,
+        &audit::Entry {
+            case_id: case.id,
+            at: at_ms,
+            actor: change.actor,
+            role: Some(change.role),
+            action: t.action.as_str(),
+            from: Some(t.from),
+            to: t.to,
+            note,
+            evidence,
+            payload: &audit_payload,
+        },
+    );
+    let mut clock_rows = clocks::rows(case.id, &plan, &change.clocks.policy, change.at);
+    if let Some(started) = &mut clock_rows.started {
+        // PostgreSQL reserved the id with the read; SQLite's comes with the insert.
+        started.id = reserved_clock_id.unwrap_or(0);
+    }
+    let after = Case {
+        state: t.to,
+        department,
+        inspector,
+        version: case.version + 1,
+        updated_at: at_ms,
+        closed_at,
+        closure,
+        satisfaction,
+        rework_count: case.rework_count + i64::from(t.counts_as_rework),
+        wrong_dispatch_count: case.wrong_dispatch_count + i64::from(t.counts_as_wrong_dispatch),
+        extension_count: case.extension_count + i64::from(extended),
+        reopen_count: case.reopen_count + i64::from(t.counts_as_reopen),
+        clock: None,
+        ..case.clone()
+    };
+    Ok(Planned {
+        before: case,
+        after,
+        record,
+        clock_rows,
+    })
+}
+
+/// `UPDATE cases SET …` to `after` with the head of `record`, guarded by the case as read: its id,
+/// version, state and audit head (`head`, which the record is chained after).
+fn push_case_update(
+    b: &mut SqlBuilder<'_>,
+    before: &Case,
+    head: &audit::Head,
+    record: &audit::Chained,
+    after: &Case,
+) {
+    let new_head = record.head();
+    b.push("UPDATE cases SET state = ")
+        .push_bind(after.state.as_str())
+        .push(", state_code = ")
+        .push_bind(i64::from(after.state.code()))
+        .push(", department = ")
+        .push_bind(after.department.clone())
+        .push(", inspector = ")
+        .push_bind(after.inspector.clone())
+        .push(", version = ")
+        .push_bind(after.version)
+        .push(", updated_at = ")
+        .push_bind(after.updated_at)
+        .push(", closed_at = ")
+        .push_bind(after.closed_at)
+        .push(", closure_type = ")
+        .push_bind(after.closure.map(ClosureType::as_str))
+        .push(", satisfaction = ")
+        .push_bind(after.satisfaction.map(i64::from))
+        .push(", rework_count = ")
+        .push_bind(after.rework_count)
+        .push(", wrong_dispatch_count = ")
+        .push_bind(after.wrong_dispatch_count)
+        .push(", extension_count = ")
+        .push_bind(after.extension_count)
+        .push(", reopen_count = ")
+        .push_bind(after.reopen_count)
+        .push(", audit_seq = ")
+        .push_bind(new_head.seq)
+        .push(", audit_hash = ")
+        .push_bind(new_head.hash)
+        .push(" WHERE id = ")
+        .push_bind(before.id)
+        .push(" AND version = ")
+        .push_bind(before.version)
+        .push(" AND state = ")
+        .push_bind(before.state.as_str())
+        .push(" AND audit_seq = ")
+        .push_bind(head.seq);
+}
+
+/// The outbox event of a step: the case as it is after it, with the action, actor and audit seq.
+fn transition_event(
+    change: &CaseChange<'_>,
+    note: Option<&str>,
+    record: &audit::Chained,
+    after: &Case,
+) -> NewOutboxEvent {
+    let t = change.transition;
+    NewOutboxEvent {
+        event_type: event_type_for(t.action).to_string(),
+        case_id: Some(after.id),
+        payload: json!({
+            "case": after,
+            "action": change.action,
+            "from": t.from,
+            "to": t.to,
+            "actor": change.actor,
+            "role": change.role,
+            "note": note,
+            "at": after.updated_at,
+            "audit_seq": record.head().seq,
+        }),
     }
 }
 

@@ -84,15 +84,17 @@ impl OutboxEvent {
     }
 }
 
-/// `INSERT INTO outbox … VALUES …` for `event`.
+/// `INSERT INTO outbox …` for `event`: its values, or once per row of `from` (see
+/// [`SqlBuilder::push_row`]).
 pub(super) fn push_insert(
     b: &mut SqlBuilder<'_>,
     event: &NewOutboxEvent,
     at: UnixMillis,
+    from: Option<&str>,
 ) -> anyhow::Result<()> {
     let payload = serde_json::to_string(&event.payload).context("event payload")?;
     b.push("INSERT INTO outbox (created_at, event_type, case_id, payload) ");
-    b.push_values([()], |row, ()| {
+    b.push_row(from, |row| {
         row.push_bind(at)
             .push_bind(event.event_type.clone())
             .push_bind(event.case_id)
@@ -109,7 +111,7 @@ pub(super) async fn insert(
     at: UnixMillis,
 ) -> Result<i64, CaseStoreError> {
     let mut b = SqlBuilder::new(dialect, "");
-    push_insert(&mut b, event, at)?;
+    push_insert(&mut b, event, at, None)?;
     b.push(" RETURNING id");
     let id = b
         .build_scalar()?

@@ -71,7 +71,7 @@ impl Store {
         let at_ms = at.timestamp_millis();
         let mut tx = self.change_tx().await?;
         let result: Result<Case, CaseStoreError> = async {
-        let (case, head, _) = load_for_change(&mut tx, self.dialect(), case_id, false).await?;
+        let (case, head, _) = load_for_change(&mut tx, self.dialect(), case_id, true, false).await?;
         let payload = json!({ "incident": incident, "evidence": evidence.action() });
         let head = audit::append(
             &mut tx,

@@ -742,8 +742,28 @@ async fn a_failure_inside_the_transaction_leaves_nothing_behind(db: TestDb) {
     assert!(matches!(err, CaseStoreError::Unexpected(_)), "{err}");
     assert_eq!(snapshot(&w, case.id).await, before);
 
-    // A clock change that does not fit the transition is refused before anything is written.
+    // A failure only at the commit (a deferred check) is the change's failure too: the caller is not
+    // told it was recorded (on PostgreSQL a transition is one statement committed on its own).
     w.sql(&db.drop_trigger("outbox", "fail_outbox")).await;
+    if let Some(statements) = db.break_commits_inserting("outbox", "fail_outbox_at_commit") {
+        for sql in statements {
+            w.sql(&sql).await;
+        }
+        let err = w
+            .try_act(&case, Action::Register, Role::ShiftLead, plus(start, 2))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("broken at commit")
+                || format!("{err:?}").contains("broken at commit"),
+            "{err:?}"
+        );
+        assert_eq!(snapshot(&w, case.id).await, before);
+        w.sql(&db.drop_trigger("outbox", "fail_outbox_at_commit"))
+            .await;
+    }
+
+    // A clock change that does not fit the transition is refused before anything is written.
     let register = Action::Register;
     let decided = transition(
         case.state,
@@ -1706,6 +1726,159 @@ async fn concurrent_changes_all_commit_and_refused_ones_leave_nothing(db: TestDb
     }
 }
 
+// ---- one case changed from several tasks at once ----
+
+/// Registers `case` (accepted) at `at`, naming its version or not.
+async fn register(
+    w: &World,
+    case: &Case,
+    named_version: bool,
+    at: DateTime<Utc>,
+) -> Result<Case, CaseStoreError> {
+    let action = Action::Register;
+    let decided = transition(
+        case.state,
+        &action,
+        Role::ShiftLead,
+        &case.context().acting(Some("lead-1"), None),
+    )
+    .unwrap();
+    w.store
+        .apply_transition(&CaseChange {
+            case_id: case.id,
+            expected_version: named_version.then_some(case.version),
+            action: &action,
+            transition: &decided,
+            actor: "lead-1",
+            role: Role::ShiftLead,
+            note: None,
+            evidence: &[],
+            clocks: ClockChanges::start(w.sla(), clock(SlaStage::Dispatch, at)),
+            at,
+        })
+        .await
+}
+
+async fn concurrent_changes_of_one_case_let_exactly_one_win(db: TestDb) {
+    let w = std::sync::Arc::new(World::open(&db).await);
+    let start = t("2026-04-10 09:00");
+    for named_version in [true, false] {
+        let reported = w.report("C0101", start).await;
+        let accepted = w
+            .act(&reported, Action::Accept, Role::Operator, plus(start, 1))
+            .await;
+        let counts = (w.count("case_audit").await, w.count("outbox").await);
+        // Eight tasks read the same accepted case and register it at once.
+        let mut tasks = Vec::new();
+        for n in 0..8 {
+            let (w, accepted) = (w.clone(), accepted.clone());
+            tasks.push(tokio::spawn(async move {
+                register(&w, &accepted, named_version, plus(start, 2 + n)).await
+            }));
+        }
+        let (mut won, mut refused) = (Vec::new(), 0);
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(case) => won.push(case),
+                Err(CaseStoreError::Conflict { expected, found }) => {
+                    assert_eq!(expected.state, CaseState::Accepted);
+                    assert_eq!(
+                        found,
+                        CaseRevision {
+                            version: Some(3),
+                            state: CaseState::Registered
+                        }
+                    );
+                    refused += 1;
+                }
+                Err(e) => panic!("expected a conflict, got {e}"),
+            }
+        }
+        assert_eq!(
+            (won.len(), refused),
+            (1, 7),
+            "named version: {named_version}"
+        );
+        // What the winner was told is what is stored; the losers left nothing behind.
+        assert_eq!(won[0], w.store.case(accepted.id).await.unwrap());
+        assert_eq!(w.count("case_audit").await, counts.0 + 1);
+        assert_eq!(w.count("outbox").await, counts.1 + 1);
+        let clocks = w.store.case_clocks(accepted.id).await.unwrap();
+        assert_eq!(clocks.iter().filter(|k| k.active).count(), 1);
+        assert!(w.store.verify_audit(accepted.id).await.unwrap().ok);
+    }
+}
+
+/// Sensor evidence moves a case's version and audit head but not its state: a change that names no
+/// version and meets it half-way is decided again on the new case, and both land in one chain.
+async fn a_change_without_a_version_survives_concurrent_evidence(db: TestDb) {
+    let w = std::sync::Arc::new(World::open(&db).await);
+    let start = t("2026-04-10 09:00");
+    let device = DeviceId::new("mc-9").unwrap();
+    let case = w.report("C0101", start).await;
+    let evidence_task = {
+        let (w, device) = (w.clone(), device.clone());
+        tokio::spawn(async move {
+            for n in 0..30 {
+                w.store
+                    .record_sensor_evidence(
+                        case.id,
+                        &device,
+                        SensorEvidence::Repeated,
+                        &serde_json::json!({ "n": n }),
+                        plus(start, 1),
+                    )
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let mut current = w.store.case(case.id).await.unwrap();
+    for (minutes, action, role) in lifecycle() {
+        let at = plus(start, minutes);
+        let department = (role == Role::DepartmentHandler)
+            .then(|| current.department.clone())
+            .flatten();
+        let context = current
+            .context()
+            .acting(Some(actor(role)), department.as_deref());
+        let decided = transition(current.state, &action, role, &context).unwrap();
+        let next = match decided.clock {
+            ClockEffect::Start(stage) => Some(clock(stage, at)),
+            _ => None,
+        };
+        current = w
+            .store
+            .apply_transition(&CaseChange {
+                case_id: case.id,
+                expected_version: None,
+                action: &action,
+                transition: &decided,
+                actor: actor(role),
+                role,
+                note: None,
+                evidence: &[],
+                clocks: ClockChanges {
+                    policy: w.sla(),
+                    next,
+                },
+                at,
+            })
+            .await
+            .unwrap();
+    }
+    evidence_task.await.unwrap();
+    let stored = w.store.case(case.id).await.unwrap();
+    assert_eq!(stored.state, CaseState::Closed);
+    let steps = lifecycle().len() as i64;
+    assert_eq!(stored.version, 1 + steps + 30);
+    assert_eq!(
+        w.store.timeline(case.id).await.unwrap().len() as i64,
+        1 + steps + 30
+    );
+    assert!(w.store.verify_audit(case.id).await.unwrap().ok);
+}
+
 conformance!(
     numbers_run_per_category_and_local_day,
     bad_new_cases_are_refused_and_change_nothing,
@@ -1723,5 +1896,6 @@ conformance!(
     the_list_filters_sorts_and_pages,
     published_events_leave_the_outbox_and_carry_their_id,
     sensor_evidence_lands_on_the_devices_open_case_only,
-    ; multi_thread: numbers_stay_unique_under_concurrent_creates, concurrent_changes_all_commit_and_refused_ones_leave_nothing
+    ; multi_thread: numbers_stay_unique_under_concurrent_creates, concurrent_changes_all_commit_and_refused_ones_leave_nothing,
+    concurrent_changes_of_one_case_let_exactly_one_win, a_change_without_a_version_survives_concurrent_evidence
 );

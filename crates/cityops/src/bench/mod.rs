@@ -52,6 +52,10 @@ pub const SCENARIOS: &[(&str, &str)] = &[
         "persistence: batched incidents and durable case transitions vs bare sqlx on SQLite",
     ),
     (
+        "s3-pg-cases",
+        "part of s3: only the PostgreSQL case transitions (one task and 16) against their baselines",
+    ),
+    (
         "s4",
         "spatial: point → cell, nearest inspector and component vs a bare rstar R-tree",
     ),
@@ -82,6 +86,9 @@ pub async fn run(scenario: &str, options: &Options) -> anyhow::Result<Vec<report
     }
     if all || scenario == "s3" {
         reports.push(s3_persistence::run(options).await?);
+    }
+    if scenario == "s3-pg-cases" {
+        reports.push(s3_persistence::run_postgres_cases(options).await?);
     }
     if all || scenario == "s4" {
         reports.push(s4_spatial::run(options).await?);

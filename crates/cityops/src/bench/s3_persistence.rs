@@ -52,6 +52,18 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     report.finish(&options.out_dir)
 }
 
+/// Only the PostgreSQL case transitions of [`run`] (`bench s3-pg-cases`): a quicker loop while working
+/// on that path. The full scenario stays `bench s3`.
+pub async fn run_postgres_cases(options: &Options) -> anyhow::Result<Report> {
+    let cases = if options.quick { 10 } else { 1_000 };
+    let mut report = Report::new(
+        "s3-persistence-postgres-cases",
+        "durable case transitions on PostgreSQL (part of S3)",
+    );
+    report.rows.extend(postgres::case_rows(cases).await?);
+    report.finish(&options.out_dir)
+}
+
 /// (a) `Store::apply` with batches of [`BATCH`] opened incidents vs one multi-row INSERT per batch into
 /// a table of the same schema and indexes.
 async fn incident_batches(dir: &Path, count: usize) -> anyhow::Result<Row> {

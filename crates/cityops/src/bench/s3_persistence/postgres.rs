@@ -30,6 +30,13 @@ pub(super) async fn rows(incidents: usize, cases: usize) -> anyhow::Result<Vec<R
     Ok(out)
 }
 
+/// Only the case-transition rows of S3 on PostgreSQL.
+pub(super) async fn case_rows(cases: usize) -> anyhow::Result<Vec<Row>> {
+    let admin = admin_url_from_env(URL_VAR);
+    let mut scratch = Vec::new();
+    case_transitions(&admin, cases, &mut scratch).await
+}
+
 /// A fresh database for one side of the run; returns its URL.
 async fn fresh_database(
     admin: &str,
