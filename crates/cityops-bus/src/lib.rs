@@ -49,7 +49,7 @@ pub struct BusConfig {
 impl Default for BusConfig {
     fn default() -> Self {
         Self {
-            capacity: 32_768,
+            capacity: 16_384,
             first_seq: 1,
         }
     }

@@ -25,7 +25,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         let mut tx = self.write_tx().await?;
-        for chunk in rows.chunks(500) {
+        for chunk in crate::db::statement_chunks(rows, 500) {
             let mut qb = SqlBuilder::new(
                 self.dialect(),
                 "INSERT INTO components (id, data, category_code, cell, updated_at) ",

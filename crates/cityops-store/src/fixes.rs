@@ -24,7 +24,7 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.write_tx().await?;
-        for chunk in fixes.chunks(500) {
+        for chunk in crate::db::statement_chunks(fixes, 500) {
             let mut qb = SqlBuilder::new(
                 self.dialect(),
                 "INSERT INTO inspector_fixes (inspector, time, lon, lat, accuracy) ",

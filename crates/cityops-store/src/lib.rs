@@ -268,7 +268,7 @@ impl Store {
         // Multi-row upserts; 5 parameters a row keeps each statement far below SQLite's parameter limit.
         // One row per device and measurement (PostgreSQL refuses an upsert touching a row twice).
         let last_values = newest_per_measurement(&batch.last_values);
-        for chunk in last_values.chunks(500) {
+        for chunk in crate::db::statement_chunks(&last_values, 500) {
             let mut qb = SqlBuilder::new(
                 self.dialect,
                 "INSERT INTO device_last_values (device_id, name, value, unit, time) ",
@@ -380,7 +380,7 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.write_tx().await?;
-        for chunk in events.chunks(500) {
+        for chunk in crate::db::statement_chunks(events, 500) {
             let mut qb = SqlBuilder::new(
                 self.dialect,
                 "INSERT INTO events (seq, type, time, json, outbox_id) ",
@@ -406,7 +406,7 @@ impl Store {
     pub async fn logged_outbox_ids(&self, ids: &[i64]) -> anyhow::Result<Vec<i64>> {
         let mut logged = Vec::new();
         // Chunks keep each statement far below the database's parameter limit.
-        for chunk in ids.chunks(500) {
+        for chunk in crate::db::statement_chunks(ids, 500) {
             let mut qb = SqlBuilder::new(
                 self.dialect,
                 "SELECT outbox_id FROM events WHERE outbox_id IN (",

@@ -91,7 +91,7 @@ pub(crate) async fn insert_incidents(
     dialect: Dialect,
     incidents: &[Incident],
 ) -> anyhow::Result<()> {
-    for chunk in incidents.chunks(400) {
+    for chunk in crate::db::statement_chunks(incidents, 400) {
         // Serialise first so a serialisation error stops before the statement is built.
         let evidence = chunk
             .iter()

@@ -44,8 +44,13 @@ pub fn start(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
         router: RouterConfig {
             max_connections: 20_000,
             max_outgoing_packet_count: 1_000,
-            // The commit log per subscription filter is bounded: segment size × count.
-            max_segment_size: 8 << 20,
+            // The commit log per subscription filter is bounded: segment size × count, counting
+            // topic and payload bytes only. Each message also costs rumqttd ~240 bytes of entry and
+            // pins its read buffer, so 8 MB × 4 held ~60 MB at S7's 10× load (heaptrack); 2 MB × 4
+            // (+ the active one) still holds ~80,000 small readings for an ingest that falls behind
+            // (several seconds at 10,000/s, beyond the 2 s after which ingest sheds anyway). A
+            // subscriber further behind than the log is moved to its oldest message by rumqttd.
+            max_segment_size: 2 << 20,
             max_segment_count: 4,
             custom_segment: None,
             initialized_filters: None,

@@ -162,7 +162,7 @@ impl Store {
         let mut marked = 0;
         let mut tx = self.write_tx().await?;
         // Chunks keep each statement far below the database's parameter limit.
-        for chunk in ids.chunks(500) {
+        for chunk in crate::db::statement_chunks(ids, 500) {
             let mut qb = SqlBuilder::new(self.dialect, "UPDATE outbox SET published_at = ");
             qb.push_bind(at.timestamp_millis())
                 .push(" WHERE published_at IS NULL AND id IN (")
