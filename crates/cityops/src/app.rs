@@ -120,7 +120,7 @@ impl App {
         let (embedded_broker, mqtt_addr) = match settings.external_broker()? {
             Some(external) => (false, external),
             None => {
-                let addr = broker::start(settings.mqtt_listen)?;
+                let addr = broker::start(settings.mqtt_listen, &settings.broker)?;
                 (true, (addr.ip().to_string(), addr.port()))
             }
         };

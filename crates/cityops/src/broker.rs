@@ -6,13 +6,15 @@ use std::net::{SocketAddr, TcpListener};
 use anyhow::Context as _;
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
+use crate::settings::BrokerSettings;
+
 /// Largest payload the embedded broker accepts. Above ingest's own limit on purpose: an oversized
 /// device message reaches ingest and is counted as `too_large` instead of vanishing inside the broker.
 const BROKER_MAX_PAYLOAD: usize = 1 << 20;
 
 /// Starts the broker on `listen` in its own threads. Returns the bound address
 /// (port 0 picks a free port). The broker runs until the process exits.
-pub fn start(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
+pub fn start(listen: SocketAddr, limits: &BrokerSettings) -> anyhow::Result<SocketAddr> {
     // rumqttd binds inside its own thread and only logs a failure; bind here first so a taken port is
     // a clear error (and so port 0 resolves to a real port).
     let probe = TcpListener::bind(listen).map_err(|e| {
@@ -45,13 +47,10 @@ pub fn start(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
             max_connections: 20_000,
             max_outgoing_packet_count: 1_000,
             // The commit log per subscription filter is bounded: segment size × count, counting
-            // topic and payload bytes only. Each message also costs rumqttd ~240 bytes of entry and
-            // pins its read buffer, so 8 MB × 4 held ~60 MB at S7's 10× load (heaptrack); 2 MB × 4
-            // (+ the active one) still holds ~80,000 small readings for an ingest that falls behind
-            // (several seconds at 10,000/s, beyond the 2 s after which ingest sheds anyway). A
-            // subscriber further behind than the log is moved to its oldest message by rumqttd.
-            max_segment_size: 2 << 20,
-            max_segment_count: 4,
+            // topic and payload bytes only; each message also costs rumqttd ~240 bytes of entry and
+            // pins its read buffer (see `[broker]` in config/default.toml and docs/benchmarks.md).
+            max_segment_size: (limits.log_segment_kib.max(1) << 10),
+            max_segment_count: limits.log_segments.max(1),
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),

@@ -35,6 +35,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub bus: BusSettings,
     pub ws: WsSettings,
+    pub broker: BrokerSettings,
     pub ingest: IngestConfig,
     pub sim: SimSettings,
     #[serde(default)]
@@ -167,6 +168,17 @@ pub struct AuthSettings {
 pub struct BusSettings {
     pub capacity: usize,
     pub event_retention_hours: u64,
+}
+
+/// The embedded MQTT broker's commit log per subscription filter: how far a subscriber (ingest) may
+/// fall behind the publishers before rumqttd moves it on to the oldest message it still holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSettings {
+    /// Size of one log segment in KiB, counted in topic and payload bytes.
+    pub log_segment_kib: usize,
+    /// Segments kept besides the one being written.
+    pub log_segments: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -247,7 +247,10 @@ async fn run_platform(
 async fn run_baseline(target: &Target, qos: QoS, load: &Load) -> anyhow::Result<Search> {
     let (host, port) = match target {
         Target::Embedded => {
-            let addr = crate::broker::start("127.0.0.1:0".parse()?)?;
+            let addr = crate::broker::start(
+                "127.0.0.1:0".parse()?,
+                &crate::settings::Settings::defaults().broker,
+            )?;
             (addr.ip().to_string(), addr.port())
         }
         Target::External(host, port) => (host.clone(), *port),
