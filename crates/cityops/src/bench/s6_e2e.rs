@@ -84,13 +84,13 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             },
             // The memory goal's size: 5,000 devices and 1,000 dashboard clients, with the platform in
             // a process of its own so that its memory is measured apart from the load generator and
-            // the clients.
+            // the clients; 20 s, so the bus ring (16,384 events) is full by the end.
             Load {
                 devices: 5_000,
                 clients: 1_000,
                 connections: 10,
                 rates: &[1_000],
-                secs: 3,
+                secs: 20,
                 placement: Placement::Child,
             },
         ]
