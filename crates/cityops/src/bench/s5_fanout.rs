@@ -43,6 +43,15 @@ impl Drop for Clients {
     }
 }
 
+/// See [`Clients::tally`].
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Tally {
+    pub delivered: u64,
+    pub missed: u64,
+    pub resyncs: u64,
+    pub silent: u64,
+}
+
 impl Clients {
     pub fn snapshot(&self) -> Vec<(u64, u64, u64)> {
         self.stats
@@ -55,6 +64,22 @@ impl Clients {
                 )
             })
             .collect()
+    }
+
+    /// What every client got since `before` (a [`Self::snapshot`]) when `produced` events were sent
+    /// to each: frames received, events a resync announced, resyncs, and events neither received nor
+    /// announced (a silent drop).
+    pub fn tally(&self, before: &[(u64, u64, u64)], produced: u64) -> Tally {
+        let mut tally = Tally::default();
+        for (now, was) in self.snapshot().iter().zip(before) {
+            let d = now.0 - was.0;
+            let m = now.1 - was.1;
+            tally.delivered += d;
+            tally.missed += m;
+            tally.resyncs += now.2 - was.2;
+            tally.silent += produced.saturating_sub(d + m);
+        }
+        tally
     }
 
     pub fn drain_latencies(&self) -> Vec<u64> {
@@ -195,16 +220,12 @@ async fn phase(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let after = clients.snapshot();
-    let mut delivered = 0;
-    let mut resyncs = 0;
-    let mut silent = 0;
-    for (now, was) in after.iter().zip(&before) {
-        let d = now.0 - was.0;
-        delivered += d;
-        resyncs += now.2 - was.2;
-        silent += count.saturating_sub(d + (now.1 - was.1));
-    }
+    let Tally {
+        delivered,
+        resyncs,
+        silent,
+        ..
+    } = clients.tally(&before, count);
     Phase {
         published: count,
         delivered,

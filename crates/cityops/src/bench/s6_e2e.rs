@@ -15,7 +15,7 @@ use super::Options;
 use super::load::{self, Phase};
 use super::platform::{Placement, Platform};
 use super::report::{Report, Row, histogram};
-use super::s5_fanout::connect_clients;
+use super::s5_fanout::{Tally, connect_clients};
 use crate::app::{App, Mode};
 use crate::settings::Settings;
 
@@ -332,16 +332,12 @@ async fn run_platform(
     }
     let counters = platform.counters().await?.since(&counters_before);
     let produced = counters.events;
-    let after = clients.snapshot();
-    let (mut delivered, mut missed, mut resyncs, mut silent) = (0, 0, 0, 0);
-    for (now, was) in after.iter().zip(&before) {
-        let d = now.0 - was.0;
-        let m = now.1 - was.1;
-        delivered += d;
-        missed += m;
-        resyncs += now.2 - was.2;
-        silent += produced.saturating_sub(d + m);
-    }
+    let Tally {
+        delivered,
+        missed,
+        resyncs,
+        silent,
+    } = clients.tally(&before, produced);
     let latencies = clients.drain_latencies();
     let rss_mb = platform.rss_mb();
     let platform_peak_rss_mb = platform.peak_rss_mb();

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::load::{self, Phase};
 use super::platform::{Placement, Platform};
 use super::report::{Report, Row, Series, histogram, rss_mb};
-use super::s5_fanout::connect_clients;
+use super::s5_fanout::{Tally, connect_clients};
 use super::s6_e2e::{decode, manhole_messages};
 use super::{Options, progress};
 
@@ -224,16 +224,12 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         counters.rejected,
         counters.events,
     );
-    let after = clients.snapshot();
-    let (mut delivered, mut missed, mut resyncs, mut silent) = (0, 0, 0, 0);
-    for (now, was) in after.iter().zip(&before) {
-        let d = now.0 - was.0;
-        let m = now.1 - was.1;
-        delivered += d;
-        missed += m;
-        resyncs += now.2 - was.2;
-        silent += produced.saturating_sub(d + m);
-    }
+    let Tally {
+        delivered,
+        missed,
+        resyncs,
+        silent,
+    } = clients.tally(&before, produced);
     let in_flight = received.saturating_sub(accepted + shed + rejected);
     let platform_peak_rss = platform.peak_rss_mb();
     drop(clients);
