@@ -21,8 +21,8 @@ use cityops_auth::Permission;
 
 /// Frames are written to the socket once this many bytes are queued (and at every flush). It bounds
 /// what a client that reads slowly holds in the server: with the library's default (128 KiB) a
-/// lagging client kept a batch of up to 256 frames (~90 KB) queued, ~90 MB for 1,000 dashboards
-/// (bench S6); 16 KiB still carries about 40 incident frames per write.
+/// lagging client kept a batch of up to 256 frames (~90 KB) queued: bench S6 with 1,000 dashboards
+/// measured the platform at 230 MB, 116 MB after this; 16 KiB still carries ~40 incident frames per write.
 const WRITE_BUFFER: usize = 16 * 1024;
 
 #[derive(Debug, Deserialize)]

@@ -17,6 +17,12 @@ const BROKER_MAX_PAYLOAD: usize = 1 << 20;
 pub fn start(listen: SocketAddr, limits: &BrokerSettings) -> anyhow::Result<SocketAddr> {
     // rumqttd binds inside its own thread and only logs a failure; bind here first so a taken port is
     // a clear error (and so port 0 resolves to a real port).
+    anyhow::ensure!(
+        limits.log_segment_kib >= 1 && limits.log_segments >= 1,
+        "broker.log_segment_kib and broker.log_segments must be at least 1 (got {} and {})",
+        limits.log_segment_kib,
+        limits.log_segments
+    );
     let probe = TcpListener::bind(listen).map_err(|e| {
         anyhow::anyhow!(
             "MQTT listen address {listen} is not available ({e}); choose another with --mqtt-listen ADDR \
@@ -49,8 +55,8 @@ pub fn start(listen: SocketAddr, limits: &BrokerSettings) -> anyhow::Result<Sock
             // The commit log per subscription filter is bounded: segment size × count, counting
             // topic and payload bytes only; each message also costs rumqttd ~240 bytes of entry and
             // pins its read buffer (see `[broker]` in config/default.toml and docs/benchmarks.md).
-            max_segment_size: (limits.log_segment_kib.max(1) << 10),
-            max_segment_count: limits.log_segments.max(1),
+            max_segment_size: limits.log_segment_kib << 10,
+            max_segment_count: limits.log_segments,
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
@@ -70,4 +76,21 @@ pub fn start(listen: SocketAddr, limits: &BrokerSettings) -> anyhow::Result<Sock
 
     // Clients (ingestion first) connect with retries, so there is nothing to wait for here.
     Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_commit_log_is_refused_with_the_setting_named() {
+        for (kib, segments) in [(0, 4), (2048, 0)] {
+            let limits = BrokerSettings {
+                log_segment_kib: kib,
+                log_segments: segments,
+            };
+            let e = start("127.0.0.1:0".parse().unwrap(), &limits).unwrap_err();
+            assert!(e.to_string().contains("broker.log_segments"), "{e}");
+        }
+    }
 }

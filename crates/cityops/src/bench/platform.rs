@@ -11,7 +11,9 @@ use std::io::{BufRead, BufReader, Read};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::s6_e2e::start_platform;
+use super::report::proc_status_kb;
+use super::s5_fanout::{Clients, connect_clients};
+use super::s6_e2e::{decode, start_platform};
 use crate::app::App;
 
 /// Where the platform runs.
@@ -85,9 +87,19 @@ impl Platform {
         }
     }
 
-    /// A bearer token of the bench user, by logging in over HTTP as a dashboard would.
-    pub(crate) async fn token(&self) -> anyhow::Result<String> {
-        login(self.http_addr()).await
+    /// `n` dashboard clients of `/ws` taking incident events, logged in over HTTP as the bench user
+    /// (as a dashboard would); S6's publish times ride in the events' values.
+    pub(crate) async fn connect_incident_dashboards(
+        &self,
+        n: usize,
+        epoch: std::time::Instant,
+    ) -> anyhow::Result<Clients> {
+        let token = login(self.http_addr()).await?;
+        let url = format!(
+            "ws://{}/ws?types=incident.opened,incident.cleared&token={token}",
+            self.http_addr()
+        );
+        connect_clients(&url, n, epoch, decode).await
     }
 
     pub(crate) async fn counters(&self) -> anyhow::Result<Counters> {
@@ -107,7 +119,7 @@ impl Platform {
                 })
             }
             Self::Child(child) => {
-                let text = http_get(child.http_addr, "/metrics").await?;
+                let text = http_request(child.http_addr, "GET", "/metrics", None).await?;
                 Ok(Counters::from_prometheus(&text))
             }
         }
@@ -117,7 +129,7 @@ impl Platform {
     pub(crate) fn rss_mb(&self) -> f64 {
         match self {
             Self::InProcess(_) => super::report::rss_mb(),
-            Self::Child(child) => proc_status_kb(child.pid, "VmRSS:") / 1024.0,
+            Self::Child(child) => proc_status_kb(&child.pid.to_string(), "VmRSS:") / 1024.0,
         }
     }
 
@@ -125,7 +137,7 @@ impl Platform {
     pub(crate) fn peak_rss_mb(&self) -> f64 {
         match self {
             Self::InProcess(_) => super::report::peak_rss_mb(),
-            Self::Child(child) => proc_status_kb(child.pid, "VmHWM:") / 1024.0,
+            Self::Child(child) => proc_status_kb(&child.pid.to_string(), "VmHWM:") / 1024.0,
         }
     }
 
@@ -341,12 +353,8 @@ pub(crate) async fn login(addr: SocketAddr) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("login: no token in {body}"))
 }
 
-async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
-    http_request(addr, "GET", path, None).await
-}
-
 /// One plain HTTP/1.1 request over a socket (the binary has no HTTP client, and the bench needs
-/// two requests); the body of a 200 answer, or an error naming the status.
+/// two kinds of request); the body of a 200 answer, or an error naming the status.
 async fn http_request(
     addr: SocketAddr,
     method: &str,
@@ -383,17 +391,6 @@ async fn http_request(
         "{method} {path}: chunked answers are not read by the bench"
     );
     Ok(body.to_string())
-}
-
-fn proc_status_kb(pid: u32, key: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0.0)
 }
 
 #[cfg(test)]

@@ -245,16 +245,17 @@ fn esc(s: &str) -> String {
 
 /// Peak resident memory of this process (VmHWM), in MB.
 pub fn peak_rss_mb() -> f64 {
-    status_kb("VmHWM:") / 1024.0
+    proc_status_kb("self", "VmHWM:") / 1024.0
 }
 
 /// Current resident memory (VmRSS), in MB.
 pub fn rss_mb() -> f64 {
-    status_kb("VmRSS:") / 1024.0
+    proc_status_kb("self", "VmRSS:") / 1024.0
 }
 
-fn status_kb(key: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A `kB` field of `/proc/PROCESS/status` (`self` or a pid), 0 when it cannot be read.
+pub(crate) fn proc_status_kb(process: &str, key: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
         .ok()
         .and_then(|s| {
             s.lines()

@@ -15,7 +15,7 @@ use super::Options;
 use super::load::{self, Phase};
 use super::platform::{Placement, Platform};
 use super::report::{Report, Row, histogram};
-use super::s5_fanout::{Tally, connect_clients};
+use super::s5_fanout::Tally;
 use crate::app::{App, Mode};
 use crate::settings::Settings;
 
@@ -290,12 +290,9 @@ async fn run_platform(
 ) -> anyhow::Result<PlatformRun> {
     let platform =
         Platform::start(load.placement, data_dir, load.devices, "cityops-bench-s6").await?;
-    let token = platform.token().await?;
-    let url = format!(
-        "ws://{}/ws?types=incident.opened,incident.cleared&token={token}",
-        platform.http_addr()
-    );
-    let clients = connect_clients(&url, load.clients, epoch, decode).await?;
+    let clients = platform
+        .connect_incident_dashboards(load.clients, epoch)
+        .await?;
     let counters_before = platform.counters().await?;
     let before = clients.snapshot();
     let (host, port) = platform.mqtt_addr();

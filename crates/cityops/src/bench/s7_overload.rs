@@ -11,8 +11,8 @@ use serde::Serialize;
 use super::load::{self, Phase};
 use super::platform::{Placement, Platform};
 use super::report::{Report, Row, Series, histogram, rss_mb};
-use super::s5_fanout::{Tally, connect_clients};
-use super::s6_e2e::{decode, manhole_messages};
+use super::s5_fanout::Tally;
+use super::s6_e2e::manhole_messages;
 use super::{Options, progress};
 
 struct Load {
@@ -94,12 +94,9 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         "cityops-bench-s7",
     )
     .await?;
-    let token = platform.token().await?;
-    let url = format!(
-        "ws://{}/ws?types=incident.opened,incident.cleared&token={token}",
-        platform.http_addr()
-    );
-    let clients = connect_clients(&url, load.clients, epoch, decode).await?;
+    let clients = platform
+        .connect_incident_dashboards(load.clients, epoch)
+        .await?;
     let counters_before = platform.counters().await?;
     let before = clients.snapshot();
     let rss_start = platform.rss_mb();
