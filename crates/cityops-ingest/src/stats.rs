@@ -25,6 +25,8 @@ pub struct IngestStats {
     pub last_values_written: Counter,
     pub mqtt_connected: Gauge,
     pub mqtt_connection_errors: Counter,
+    /// Subscribers the embedded broker moved ahead in its log, losing messages for them.
+    pub mqtt_broker_cursor_jumps: Counter,
     pub devices: Gauge,
     pub open_incidents: Gauge,
 }
@@ -157,6 +159,13 @@ impl IngestStats {
             "counter",
             "MQTT connection errors (each followed by a reconnect).",
             self.mqtt_connection_errors.get(),
+        );
+        w.single(
+            "cityops_mqtt_broker_cursor_jumps_total",
+            "counter",
+            "Times the embedded broker moved a subscriber that fell behind its log ahead to the oldest \
+             message it kept: the messages in between were lost for that subscriber (0 with an external broker).",
+            self.mqtt_broker_cursor_jumps.get(),
         );
         w.single(
             "cityops_devices",

@@ -88,6 +88,10 @@ impl TestDb {
     }
 
     /// Opens (again, after a restart) the store on this database.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
     pub async fn open(&self) -> Store {
         Store::open(&self.url)
             .await

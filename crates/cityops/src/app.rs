@@ -117,13 +117,15 @@ impl App {
         })?;
         let http_addr = listener.local_addr()?;
 
-        let (embedded_broker, mqtt_addr) = match settings.external_broker()? {
-            Some(external) => (false, external),
+        let (broker_alerts, mqtt_addr) = match settings.external_broker()? {
+            Some(external) => (None, external),
             None => {
-                let addr = broker::start(settings.mqtt_listen, &settings.broker)?;
-                (true, (addr.ip().to_string(), addr.port()))
+                let broker = broker::start(settings.mqtt_listen, &settings.broker)?;
+                let addr = broker.addr;
+                (Some(broker.alerts), (addr.ip().to_string(), addr.port()))
             }
         };
+        let embedded_broker = broker_alerts.is_some();
 
         let database_url = settings.database_url();
         if database_url.starts_with("sqlite://") && !database_url.contains(":memory:") {
@@ -171,6 +173,10 @@ impl App {
             shutdown_rx.clone(),
         )
         .await?;
+        if let Some(alerts) = broker_alerts {
+            // Ends with the broker's router, that is with the process.
+            tokio::spawn(broker::watch_alerts(alerts, ingest.stats.clone()));
+        }
         let registry = ingest.registry.clone();
         let run_card_config = settings
             .gis

@@ -4,17 +4,29 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 
 use anyhow::Context as _;
-use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+use cityops_core::telemetry::LogLimiter;
+use cityops_ingest::IngestStats;
+use rumqttd::alerts::AlertsLink;
+use rumqttd::{
+    Broker, Config, ConnectionSettings, MetricSettings, MetricType, RouterConfig, ServerSettings,
+};
 
 use crate::settings::BrokerSettings;
+
+/// The embedded broker once started.
+pub struct Embedded {
+    pub addr: SocketAddr,
+    /// The broker's alerts, pushed once a second: hand them to [`watch_alerts`].
+    pub alerts: AlertsLink,
+}
 
 /// Largest payload the embedded broker accepts. Above ingest's own limit on purpose: an oversized
 /// device message reaches ingest and is counted as `too_large` instead of vanishing inside the broker.
 const BROKER_MAX_PAYLOAD: usize = 1 << 20;
 
 /// Starts the broker on `listen` in its own threads. Returns the bound address
-/// (port 0 picks a free port). The broker runs until the process exits.
-pub fn start(listen: SocketAddr, limits: &BrokerSettings) -> anyhow::Result<SocketAddr> {
+/// (port 0 picks a free port) and its alerts. The broker runs until the process exits.
+pub fn start(listen: SocketAddr, limits: &BrokerSettings) -> anyhow::Result<Embedded> {
     // rumqttd binds inside its own thread and only logs a failure; bind here first so a taken port is
     // a clear error (and so port 0 resolves to a real port).
     anyhow::ensure!(
@@ -62,9 +74,19 @@ pub fn start(listen: SocketAddr, limits: &BrokerSettings) -> anyhow::Result<Sock
             shared_subscriptions_strategy: Default::default(),
         },
         v4: Some(HashMap::from([("1".to_string(), server)])),
+        // Alerts pushed once a second (rumqttd keeps the last 100 between pushes): a subscriber
+        // skipped ahead in the log is otherwise only a log line inside rumqttd. rumqttd's timer
+        // needs both kinds configured (with one missing its thread panics); meters go unread.
+        metrics: Some(HashMap::from([
+            (MetricType::Alerts, push_every(1)?),
+            (MetricType::Meters, push_every(3600)?),
+        ])),
         ..Default::default()
     };
     let mut broker = Broker::new(config);
+    let alerts = broker
+        .alerts()
+        .map_err(|e| anyhow::anyhow!("Failed to subscribe to the embedded broker's alerts: {e}"))?;
     std::thread::Builder::new()
         .name("mqtt-broker".into())
         .spawn(move || {
@@ -75,12 +97,112 @@ pub fn start(listen: SocketAddr, limits: &BrokerSettings) -> anyhow::Result<Sock
         .context("Failed to start the embedded MQTT broker thread")?;
 
     // Clients (ingestion first) connect with retries, so there is nothing to wait for here.
-    Ok(addr)
+    Ok(Embedded { addr, alerts })
+}
+
+/// rumqttd's push interval setting, whose field is private.
+fn push_every(secs: u64) -> anyhow::Result<MetricSettings> {
+    serde_json::from_value(serde_json::json!({ "push_interval": secs }))
+        .context("rumqttd metric settings")
+}
+
+/// Counts and logs the broker's alerts until the broker goes away. A `cursor_jump` is a subscriber
+/// that fell further behind than the broker's log holds (`[broker] log_segment_kib` ×
+/// `log_segments`): rumqttd moved it ahead to the oldest message it still has, and the messages in
+/// between are lost for that subscriber (rumqttd does not say how many). Each one is counted in
+/// `cityops_mqtt_broker_cursor_jumps_total` and logged (at most one line per 10 s, with the number
+/// suppressed); other alerts are logged at debug level.
+pub async fn watch_alerts(alerts: AlertsLink, stats: std::sync::Arc<IngestStats>) {
+    let mut log = LogLimiter::new(std::time::Duration::from_secs(10));
+    while let Ok(batch) = alerts.next().await {
+        for alert in batch {
+            let kind = alert.kind.name();
+            if kind != "cursor_jump" {
+                tracing::debug!(client = %alert.client_id, kind, detail = %alert.kind.description(), "embedded MQTT broker alert");
+                continue;
+            }
+            stats.mqtt_broker_cursor_jumps.inc();
+            if let Some(suppressed) = log.check(std::time::Instant::now()) {
+                tracing::warn!(
+                    client = %alert.client_id,
+                    detail = %alert.kind.description(),
+                    suppressed,
+                    "embedded MQTT broker: a subscriber fell behind the broker's log and was moved \
+                     ahead, losing the messages in between (raise [broker] log_segment_kib to allow \
+                     longer bursts)"
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// A subscriber that stops reading while a publisher fills the broker's (tiny) log is moved
+    /// ahead by rumqttd when it reads again: that loss is counted, not silent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_subscriber_skipped_ahead_in_the_log_is_counted() {
+        let limits = BrokerSettings {
+            log_segment_kib: 16,
+            log_segments: 2,
+        };
+        let broker = start("127.0.0.1:0".parse().unwrap(), &limits).unwrap();
+        let port = broker.addr.port();
+        let stats = Arc::new(IngestStats::default());
+        tokio::spawn(watch_alerts(broker.alerts, stats.clone()));
+
+        let mut options = MqttOptions::new("slow-subscriber", "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(60));
+        let (subscriber, mut sub_loop) = AsyncClient::new(options, 10);
+        subscriber.subscribe("t/#", QoS::AtMostOnce).await.unwrap();
+        // The broker binds in its own thread: refused connections are retried.
+        let subscribed = async {
+            loop {
+                match sub_loop.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => return,
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), subscribed)
+            .await
+            .expect("subscribed");
+
+        // The subscriber's event loop is not polled now: its socket fills up, then the broker's
+        // queue for it, and the publisher runs through the log many times over.
+        let mut options = MqttOptions::new("fast-publisher", "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(60));
+        let (publisher, mut pub_loop) = AsyncClient::new(options, 1000);
+        let driver = tokio::spawn(async move { while pub_loop.poll().await.is_ok() {} });
+        let body = vec![b'x'; 1000];
+        for _ in 0..20_000 {
+            publisher
+                .publish("t/1", QoS::AtMostOnce, false, body.clone())
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(stats.mqtt_broker_cursor_jumps.get(), 0, "nothing read yet");
+
+        // Reading again: the broker finds the subscriber's place in the log gone.
+        let reader = tokio::spawn(async move { while sub_loop.poll().await.is_ok() {} });
+        let counted = async {
+            while stats.mqtt_broker_cursor_jumps.get() == 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), counted)
+            .await
+            .expect("the skip is counted");
+        reader.abort();
+        driver.abort();
+    }
 
     #[test]
     fn an_empty_commit_log_is_refused_with_the_setting_named() {
@@ -89,7 +211,9 @@ mod tests {
                 log_segment_kib: kib,
                 log_segments: segments,
             };
-            let e = start("127.0.0.1:0".parse().unwrap(), &limits).unwrap_err();
+            let Err(e) = start("127.0.0.1:0".parse().unwrap(), &limits) else {
+                panic!("an empty log was accepted: {kib} KiB × {segments}");
+            };
             assert!(e.to_string().contains("broker.log_segments"), "{e}");
         }
     }

@@ -215,7 +215,20 @@ pub(super) fn plan(
 #[derive(Debug, Default)]
 pub(super) struct Rows {
     pub changed: Option<CaseClock>,
+    /// Which notified flags of the changed clock may stay as stored (see [`KeepNotified`]).
+    pub keep: KeepNotified,
     pub started: Option<CaseClock>,
+}
+
+/// Whether a changed clock's stored `warned` and `overdue_notified` flags may stay set: yes unless
+/// the change moved that instant back into the future. The update keeps the flag as STORED, not as
+/// read before the change was decided: a scheduler may have marked a warning between the read and
+/// the write (PostgreSQL reads without a lock, and `mark_clock_notified` does not lock the case), and
+/// writing the flag read would clear that mark and send the warning a second time.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct KeepNotified {
+    pub warned: bool,
+    pub overdue: bool,
 }
 
 impl Rows {
@@ -240,12 +253,16 @@ pub(super) fn rows(
     at: DateTime<Utc>,
 ) -> Rows {
     let at_ms = at.timestamp_millis();
+    let mut keep = KeepNotified::default();
     let changed = plan.changed.as_ref().map(|(old, clock)| {
         let (deadline_at, warning_at) = policy.instants(clock);
         // An instant moved back into the future (extension, resumption) is notified again when it comes.
-        let still_notified = |flag: bool, instant: Option<UnixMillis>| {
-            flag && instant.is_none_or(|instant| instant <= at_ms)
+        let may_stay = |instant: Option<UnixMillis>| instant.is_none_or(|instant| instant <= at_ms);
+        keep = KeepNotified {
+            warned: may_stay(warning_at),
+            overdue: may_stay(deadline_at),
         };
+        let still_notified = |flag: bool, instant| flag && may_stay(instant);
         CaseClock {
             id: old.id,
             case_id,
@@ -262,7 +279,11 @@ pub(super) fn rows(
         .started
         .as_ref()
         .map(|clock| new_row(case_id, clock, policy));
-    Rows { changed, started }
+    Rows {
+        changed,
+        keep,
+        started,
+    }
 }
 
 /// A clock about to start, as it will be stored (`id` 0 until it is known).
@@ -281,12 +302,17 @@ fn new_row(case_id: CaseId, clock: &StageClock, policy: &SlaPolicy<'_>) -> CaseC
     }
 }
 
-/// `UPDATE case_clocks …` writing a changed clock.
+/// `UPDATE case_clocks …` writing a changed clock; its notified flags stay as stored where `keep`
+/// allows, else they are cleared (`row`'s flags, decided on an earlier read, are not written).
 pub(super) fn push_update(
     b: &mut SqlBuilder<'_>,
     row: &CaseClock,
+    keep: KeepNotified,
     from: Option<&str>,
 ) -> anyhow::Result<()> {
+    let flag = |keep: bool, column: &'static str| {
+        if keep { column } else { "0" }
+    };
     b.push("UPDATE case_clocks SET clock = ")
         .push_bind(serde_json::to_string(&row.clock).context("clock")?)
         .push(", deadline_at = ")
@@ -294,9 +320,9 @@ pub(super) fn push_update(
         .push(", warning_at = ")
         .push_bind(row.warning_at)
         .push(", warned = ")
-        .push_bind(i64::from(row.warned))
+        .push(flag(keep.warned, "case_clocks.warned"))
         .push(", overdue_notified = ")
-        .push_bind(i64::from(row.overdue_notified))
+        .push(flag(keep.overdue, "case_clocks.overdue_notified"))
         .push(", active = ")
         .push_bind(i64::from(row.active));
     // With `from`: only if that part of the statement returned a row (it names no column `id`).
@@ -351,7 +377,7 @@ pub(super) async fn write(
 ) -> Result<(), CaseStoreError> {
     if let Some(changed) = &rows.changed {
         let mut b = SqlBuilder::new(dialect, "");
-        push_update(&mut b, changed, None)?;
+        push_update(&mut b, changed, rows.keep, None)?;
         b.build()?.execute(&mut *conn).await.with_context(|| {
             format!(
                 "Failed to update the {} clock of case {}",
@@ -386,8 +412,8 @@ pub(super) async fn insert(
     policy: &SlaPolicy<'_>,
 ) -> Result<CaseClock, CaseStoreError> {
     let mut rows = Rows {
-        changed: None,
         started: Some(new_row(case_id, clock, policy)),
+        ..Rows::default()
     };
     write(conn, dialect, &mut rows).await?;
     Ok(rows.started.expect("a started clock"))

@@ -106,7 +106,7 @@ use cityops_core::sla::{ClockEffect, StageClock};
 use cityops_core::{CategoryClass, DeviceId, GeoPoint, GridPlace, IncidentId, UnixMillis};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Row as _};
 use std::fmt;
 
 use crate::db::SqlBuilder;
@@ -636,8 +636,8 @@ async fn write_change_pg(
     b.push(")");
     if let Some(changed) = &clock_rows.changed {
         b.push(", k_changed AS (");
-        clocks::push_update(&mut b, changed, Some(GUARD))?;
-        b.push(")");
+        clocks::push_update(&mut b, changed, clock_rows.keep, Some(GUARD))?;
+        b.push(" RETURNING case_clocks.warned, case_clocks.overdue_notified)");
     }
     if let Some(started) = &clock_rows.started {
         b.push(", k_started AS (");
@@ -646,17 +646,43 @@ async fn write_change_pg(
     }
     b.push(", o AS (");
     outbox::push_insert(&mut b, &event, after.updated_at, Some(GUARD))?;
-    b.push(") SELECT COUNT(*) FROM c");
+    // The changed clock's notified flags as written: they are kept as stored, which a scheduler may
+    // have marked after the read (-1: no clock changed).
+    b.push(if clock_rows.changed.is_some() {
+        ") SELECT (SELECT COUNT(*) FROM c), COALESCE((SELECT warned FROM k_changed), -1), \
+         COALESCE((SELECT overdue_notified FROM k_changed), -1)"
+    } else {
+        ") SELECT (SELECT COUNT(*) FROM c), CAST(-1 AS BIGINT), CAST(-1 AS BIGINT)"
+    });
     // `fetch_all`, never `fetch_one`: sqlx's `Any` driver answers `fetch_one` at the first row, before
     // the server's ReadyForQuery, so an autocommit statement would be reported before its commit is
     // durable, and a deferred constraint failing at that commit would go unseen. `fetch_all` reads to
     // the end of the statement's responses, commit included.
-    let written: Vec<i64> = b
-        .build_scalar()?
+    let rows = b
+        .build()?
         .fetch_all(&mut *conn)
         .await
         .with_context(|| format!("Failed to record a change of case {}", before.number))?;
-    Ok((written == [1]).then_some(after))
+    let [row] = rows.as_slice() else {
+        return Err(anyhow::anyhow!(
+            "a change of case {} returned {} rows",
+            before.number,
+            rows.len()
+        )
+        .into());
+    };
+    if row.try_get::<i64, _>(0)? != 1 {
+        return Ok(None);
+    }
+    let (warned, overdue) = (row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(2)?);
+    if let (Some(clock), Some(changed)) = (after.clock.as_mut(), &clock_rows.changed)
+        && clock.id == changed.id
+        && warned >= 0
+    {
+        clock.warned = warned != 0;
+        clock.overdue_notified = overdue != 0;
+    }
+    Ok(Some(after))
 }
 
 /// Everything one step writes, decided from the case as read before anything is written.

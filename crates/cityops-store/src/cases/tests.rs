@@ -1899,3 +1899,126 @@ conformance!(
     ; multi_thread: numbers_stay_unique_under_concurrent_creates, concurrent_changes_all_commit_and_refused_ones_leave_nothing,
     concurrent_changes_of_one_case_let_exactly_one_win, a_change_without_a_version_survives_concurrent_evidence
 );
+
+/// A change decided on a read from before the scheduler marked a warning must not clear the mark,
+/// or the warning is sent twice. PostgreSQL reads a case for a change without a lock and
+/// `mark_clock_notified` does not lock the case, so the mark can land between the change's read
+/// and its write; this holds the case's row lock to put it exactly there. (SQLite decides and writes
+/// a change under its write lock, which the mark takes too: the interleaving cannot happen there.)
+async fn a_warning_marked_while_a_change_is_in_flight_is_not_sent_again(db: TestDb) {
+    assert_eq!(db.dialect(), crate::Dialect::Postgres);
+    let w = World::open(&db).await;
+    let start = t("2026-04-10 09:00");
+    let mut case = w.report("C0101", start).await;
+    for (minutes, action, role) in lifecycle().into_iter().take(3) {
+        case = w.act(&case, action, role, plus(start, minutes)).await;
+    }
+    // Handling clock from 09:30: warning 11:06, deadline 11:30.
+    let case = w
+        .act(
+            &case,
+            Action::RequestSuspension {
+                reason: "owner unknown".to_string(),
+            },
+            Role::DepartmentHandler,
+            t("2026-04-10 11:00"),
+        )
+        .await;
+    let due = w.due("2026-04-10 11:07").await;
+    assert_eq!(
+        due.iter().map(|d| d.kind).collect::<Vec<_>>(),
+        [DueKind::Warning]
+    );
+
+    // Another session holds the case's row: the change reads, then waits at its write.
+    let mut blocker = w.store.pool().begin().await.unwrap();
+    sqlx::query("SELECT id FROM cases WHERE id = $1 FOR UPDATE")
+        .bind(case.id)
+        .fetch_all(&mut *blocker)
+        .await
+        .unwrap();
+    let change = {
+        let w = World::open(&db).await;
+        let case = case.clone();
+        tokio::spawn(async move {
+            w.act(
+                &case,
+                Action::ApproveSuspension,
+                Role::Dispatcher,
+                t("2026-04-10 11:07"),
+            )
+            .await
+        })
+    };
+    let waiting = async {
+        loop {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(w.store.pool())
+            .await
+            .unwrap();
+            if n > 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), waiting)
+        .await
+        .expect("the change waits for the case's row lock");
+
+    // The scheduler marks the warning meanwhile (it does not need the case's row).
+    assert!(
+        w.store
+            .mark_clock_notified(&due[0], &due[0].event(), t("2026-04-10 11:07"))
+            .await
+            .unwrap()
+    );
+    blocker.rollback().await.unwrap();
+    let suspended = change.await.unwrap();
+    assert_eq!(suspended.state, CaseState::Suspended);
+    let stored = w.store.case_clocks(case.id).await.unwrap();
+    assert!(
+        stored
+            .iter()
+            .any(|c| c.stage == SlaStage::Handling && c.warned),
+        "the suspension kept the scheduler's mark: {stored:?}"
+    );
+
+    // Resumed a minute later: the warning instant is still past, so it stays notified.
+    let resumed = w
+        .act(
+            &suspended,
+            Action::Resume,
+            Role::DepartmentHandler,
+            t("2026-04-10 11:08"),
+        )
+        .await;
+    let warning_at = resumed.clock.as_ref().unwrap().warning_at.unwrap();
+    assert!(warning_at < ms("2026-04-10 11:08"), "{warning_at}");
+    assert!(
+        w.due("2026-04-10 11:09").await.is_empty(),
+        "the warning was sent once; nothing is due again before the deadline"
+    );
+    assert_eq!(
+        w.due("2026-04-10 11:32")
+            .await
+            .iter()
+            .map(|d| d.kind)
+            .collect::<Vec<_>>(),
+        [DueKind::Overdue]
+    );
+}
+
+/// Tests of an interleaving only PostgreSQL can have.
+mod postgres_only {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_warning_marked_while_a_change_is_in_flight_is_not_sent_again() {
+        super::a_warning_marked_while_a_change_is_in_flight_is_not_sent_again(
+            crate::testing::TestDb::new(crate::Dialect::Postgres).await,
+        )
+        .await
+    }
+}

@@ -250,7 +250,8 @@ async fn run_baseline(target: &Target, qos: QoS, load: &Load) -> anyhow::Result<
             let addr = crate::broker::start(
                 "127.0.0.1:0".parse()?,
                 &crate::settings::Settings::defaults().broker,
-            )?;
+            )?
+            .addr;
             (addr.ip().to_string(), addr.port())
         }
         Target::External(host, port) => (host.clone(), *port),

@@ -179,18 +179,33 @@ struct Phase {
     latencies: Vec<u64>,
 }
 
-/// Publishes `rate × secs` events paced at `rate`, then waits (at most 5 s) until every client has
+/// How many events a rate step publishes: `rate × secs`, but at least `min_events`.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    secs: u64,
+    /// A p99 of a few dozen events is the slowest one or two fan-outs, whatever else happened: a
+    /// slow step at 10 events/s runs longer instead.
+    min_events: u64,
+}
+
+impl Pace {
+    fn count(self, rate: u64) -> u64 {
+        (rate * self.secs).max(self.min_events)
+    }
+}
+
+/// Publishes [`Pace::count`] events paced at `rate`, then waits (at most 5 s) until every client has
 /// received or been told about every one of them.
 async fn phase(
     clients: &Clients,
     rate: u64,
-    secs: u64,
+    pace: Pace,
     epoch: Instant,
     publish: impl Fn(u64),
 ) -> Phase {
     let before = clients.snapshot();
     clients.drain_latencies();
-    let count = rate * secs;
+    let count = pace.count(rate);
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     // Burst: a late tick is caught up at once, so the count and the mean rate stay as asked.
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -319,12 +334,12 @@ async fn platform_phases(
     clients: &Clients,
     bus: &cityops_bus::Bus,
     rates: &[u64],
-    secs: u64,
+    pace: Pace,
     epoch: Instant,
 ) -> Vec<(u64, Phase)> {
     let mut phases = Vec::new();
     for &rate in rates {
-        let p = phase(clients, rate, secs, epoch, |t| {
+        let p = phase(clients, rate, pace, epoch, |t| {
             if let Ok(s) = sample(t) {
                 bus.publish(EventData::Reading(s));
             }
@@ -339,13 +354,13 @@ async fn baseline_phases(
     clients: &Clients,
     tx: &broadcast::Sender<Arc<String>>,
     rates: &[u64],
-    secs: u64,
+    pace: Pace,
     epoch: Instant,
 ) -> Vec<(u64, Phase)> {
     let mut phases = Vec::new();
     let seq = AtomicU64::new(0);
     for &rate in rates {
-        let p = phase(clients, rate, secs, epoch, |t| {
+        let p = phase(clients, rate, pace, epoch, |t| {
             // Serialised once per event, as the bus does, in the same wire form.
             if let Ok(s) = sample(t) {
                 let json = format!(
@@ -386,10 +401,24 @@ pub(crate) fn raise_fd_limit() -> u64 {
 }
 
 pub async fn run(options: &Options) -> anyhow::Result<Report> {
-    let (client_counts, rates, secs): (&[usize], &[u64], u64) = if options.quick {
-        (&[20], &[10, 100], 1)
+    let (client_counts, rates, pace): (&[usize], &[u64], Pace) = if options.quick {
+        (
+            &[20],
+            &[10, 100],
+            Pace {
+                secs: 1,
+                min_events: 0,
+            },
+        )
     } else {
-        (&[100, 1_000, 5_000], &[10, 100, 300], 2)
+        (
+            &[100, 1_000, 5_000],
+            &[10, 100, 300],
+            Pace {
+                secs: 2,
+                min_events: 100,
+            },
+        )
     };
     let fd_limit = raise_fd_limit();
     let mut report = Report::new(
@@ -428,11 +457,11 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             let platform_clients = connect_clients(&platform_url, n, epoch, decode_us).await?;
             let rss_platform = rss_mb();
             let platform = Measured {
-                phases: platform_phases(&platform_clients, &app.bus, rates, secs, epoch).await,
+                phases: platform_phases(&platform_clients, &app.bus, rates, pace, epoch).await,
                 kb_per_client: (rss_platform - rss_baseline) * 1024.0 / n as f64,
             };
             let baseline = Measured {
-                phases: baseline_phases(&baseline_clients, &baseline_tx, rates, secs, epoch).await,
+                phases: baseline_phases(&baseline_clients, &baseline_tx, rates, pace, epoch).await,
                 kb_per_client: baseline_kb,
             };
             drop(platform_clients);
@@ -446,7 +475,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
                 4 * n + 1024
             ));
             let baseline = Measured {
-                phases: baseline_phases(&baseline_clients, &baseline_tx, rates, secs, epoch).await,
+                phases: baseline_phases(&baseline_clients, &baseline_tx, rates, pace, epoch).await,
                 kb_per_client: baseline_kb,
             };
             drop(baseline_clients);
@@ -455,7 +484,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             let platform_clients = connect_clients(&platform_url, n, epoch, decode_us).await?;
             let rss_platform = rss_mb();
             let platform = Measured {
-                phases: platform_phases(&platform_clients, &app.bus, rates, secs, epoch).await,
+                phases: platform_phases(&platform_clients, &app.bus, rates, pace, epoch).await,
                 kb_per_client: (rss_platform - rss_platform_before) * 1024.0 / n as f64,
             };
             drop(platform_clients);
@@ -504,10 +533,13 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     report.histograms.push(h);
     report.notes.push(format!(
         "Clients, platform and baseline share this process and its cores; each rate step publishes \
-         rate × {secs} s events, then waits up to 5 s for every client. Deliveries/s = deliveries / (first \
+         rate × {} s events, at least {} (10/s runs {} s), then waits up to 5 s for every client. Deliveries/s = deliveries / (first \
          publish → last delivery). RSS per idle client is the process's growth on connecting them (baseline set \
          first, both held), so it includes the client side (tokio-tungstenite) as well as the server's; \
-         memory freed by the previous, smaller size may be reused and lower it."
+         memory freed by the previous, smaller size may be reused and lower it.",
+        pace.secs,
+        pace.min_events,
+        pace.count(10) / 10
     ));
     report.notes.push(format!(
         "Open-file limit {fd_limit} (the soft limit raised to the hard one at start)."
