@@ -55,8 +55,14 @@ struct Step {
     /// Published / time to hand them over: below the rate when the broker pushed back.
     offered_per_sec: f64,
     cpu_us_per_reading: f64,
+    /// Times the embedded broker moved the subscriber ahead in its log during the step (messages
+    /// lost for it); always 0 through Mosquitto, which drops past its own queue limits instead.
+    broker_cursor_jumps: u64,
     ok: bool,
 }
+
+/// What a side has received so far, and how often the embedded broker skipped its subscriber.
+type Counts = dyn Fn() -> (u64, u64) + Sync;
 
 /// The outcome of one search.
 struct Search {
@@ -237,7 +243,10 @@ async fn run_platform(
     // the platform sheds under overload is counted there and is not accepted: the step fails.
     let (host, port) = app.mqtt_addr.clone();
     let searched = search(&host, port, qos, load, "platform", &move || {
-        stats.messages_accepted.get()
+        (
+            stats.messages_accepted.get(),
+            stats.mqtt_broker_cursor_jumps.get(),
+        )
     })
     .await;
     app.shutdown().await?;
@@ -245,14 +254,19 @@ async fn run_platform(
 }
 
 async fn run_baseline(target: &Target, qos: QoS, load: &Load) -> anyhow::Result<Search> {
+    // The baseline's broker alerts are counted as the platform's are.
+    let broker_stats = Arc::new(cityops_ingest::IngestStats::default());
     let (host, port) = match target {
         Target::Embedded => {
-            let addr = crate::broker::start(
+            let broker = crate::broker::start(
                 "127.0.0.1:0".parse()?,
                 &crate::settings::Settings::defaults().broker,
-            )?
-            .addr;
-            (addr.ip().to_string(), addr.port())
+            )?;
+            tokio::spawn(crate::broker::watch_alerts(
+                broker.alerts,
+                broker_stats.clone(),
+            ));
+            (broker.addr.ip().to_string(), broker.addr.port())
         }
         Target::External(host, port) => (host.clone(), *port),
     };
@@ -293,7 +307,10 @@ async fn run_baseline(target: &Target, qos: QoS, load: &Load) -> anyhow::Result<
     });
     tokio::time::timeout(Duration::from_secs(10), subscribed_rx).await??;
     let searched = search(&host, port, qos, load, "baseline", &move || {
-        received.load(Ordering::Relaxed)
+        (
+            received.load(Ordering::Relaxed),
+            broker_stats.mqtt_broker_cursor_jumps.get(),
+        )
     })
     .await;
     subscriber.abort();
@@ -323,7 +340,7 @@ async fn search(
     qos: QoS,
     load: &Load,
     side: &str,
-    count: &(dyn Fn() -> u64 + Sync),
+    counts: &Counts,
 ) -> anyhow::Result<Search> {
     let mut steps: Vec<Step> = Vec::new();
     let mut best: Option<Step> = None;
@@ -331,7 +348,7 @@ async fn search(
     let mut rate = load.start_rate;
     let mut capped = false;
     loop {
-        let s = step(host, port, qos, load, side, steps.len(), rate, count).await?;
+        let s = step(host, port, qos, load, side, steps.len(), rate, counts).await?;
         steps.push(s.clone());
         if s.ok {
             best = Some(s);
@@ -347,7 +364,7 @@ async fn search(
     }
     while best.is_none() && rate > load.start_rate / 8 {
         rate /= 2;
-        let s = step(host, port, qos, load, side, steps.len(), rate, count).await?;
+        let s = step(host, port, qos, load, side, steps.len(), rate, counts).await?;
         steps.push(s.clone());
         if s.ok {
             best = Some(s);
@@ -363,7 +380,7 @@ async fn search(
         if bad - good.rate < good.rate / 20 {
             break;
         }
-        let s = step(host, port, qos, load, side, steps.len(), mid, count).await?;
+        let s = step(host, port, qos, load, side, steps.len(), mid, counts).await?;
         steps.push(s.clone());
         if s.ok {
             best = Some(s);
@@ -388,7 +405,7 @@ async fn step(
     side: &str,
     index: usize,
     rate: u64,
-    count: &(dyn Fn() -> u64 + Sync),
+    counts: &Counts,
 ) -> anyhow::Result<Step> {
     let now_ms = chrono::Utc::now().timestamp_millis();
     let connections = load.connections;
@@ -414,7 +431,7 @@ async fn step(
         per_sec,
         count: (per_sec * load.step_secs).round().max(1.0) as u64,
     }];
-    let before = count();
+    let (before, jumps_before) = counts();
     let cpu_before = cpu_seconds();
     let sent = load::publish(
         host,
@@ -426,18 +443,29 @@ async fn step(
         make,
     )
     .await?;
-    let (now, _) = load::settle(before + sent.published, Duration::from_secs(2), || count()).await;
+    let (now, _) = load::settle(before + sent.published, Duration::from_secs(2), || {
+        counts().0
+    })
+    .await;
     let received = now - before;
     let cpu_secs = cpu_seconds() - cpu_before;
+    // rumqttd pushes its alerts once a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let broker_cursor_jumps = counts().1 - jumps_before;
     let offered_per_sec = sent.published as f64 / sent.secs.max(1e-9);
     let ok = received >= sent.published
         && sent.acked >= sent.published
         && offered_per_sec >= OFFERED_SHARE * rate as f64;
     println!(
         "S1 {side} QoS {} step {index}: {rate}/s offered {offered_per_sec:.0}/s, {received} of {} \
-         arrived{}",
+         arrived{}{}",
         qos as u8,
         sent.published,
+        if broker_cursor_jumps > 0 {
+            format!(" ({broker_cursor_jumps} broker cursor jumps)")
+        } else {
+            String::new()
+        },
         if ok { "" } else { " — does not hold" }
     );
     Ok(Step {
@@ -446,6 +474,7 @@ async fn step(
         received,
         offered_per_sec,
         cpu_us_per_reading: cpu_secs * 1e6 / received.max(1) as f64,
+        broker_cursor_jumps,
         ok,
     })
 }
