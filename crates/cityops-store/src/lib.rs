@@ -257,13 +257,24 @@ impl Store {
         }
         let mut tx = self.write_tx().await?;
         rows::insert_incidents(&mut tx, self.dialect, &batch.opened).await?;
-        for cleared in &batch.cleared {
-            sqlx::query("UPDATE incidents SET state = 'cleared', cleared_at = $1, clear_value = $2 WHERE id = $3 AND state = 'open'")
-                .bind(cleared.cleared_at)
-                .bind(value_json(&cleared.value))
-                .bind(cleared.id)
-                .execute(&mut *tx)
-                .await?;
+        // Clearings as multi-row `UPDATE … FROM (VALUES …)`: one statement, not one hop to the
+        // database per incident (at 5,000 changes/s half of them are clearings). The first clearing
+        // of an incident wins, as it would one statement at a time.
+        let mut seen = std::collections::HashSet::with_capacity(batch.cleared.len());
+        let cleared: Vec<&IncidentCleared> =
+            batch.cleared.iter().filter(|c| seen.insert(c.id)).collect();
+        for chunk in crate::db::statement_chunks(&cleared, 300) {
+            let mut qb = SqlBuilder::new(
+                self.dialect,
+                "UPDATE incidents SET state = 'cleared', cleared_at = v.column2, clear_value = v.column3 FROM (",
+            );
+            qb.push_values(chunk, |b, c| {
+                b.push_bind(c.id)
+                    .push_bind(c.cleared_at)
+                    .push_bind(value_json(&c.value));
+            });
+            qb.push(") AS v WHERE incidents.id = v.column1 AND incidents.state = 'open'");
+            qb.build()?.execute(&mut *tx).await?;
         }
         // Multi-row upserts; 5 parameters a row keeps each statement far below SQLite's parameter limit.
         // One row per device and measurement (PostgreSQL refuses an upsert touching a row twice).

@@ -136,6 +136,70 @@ async fn a_batch_stores_incidents_clears_them_and_keeps_only_the_last_value(db: 
     assert!(store.open_incidents().await.unwrap().is_empty());
 }
 
+/// Clearings of one batch go in one statement: each incident gets its own time and value, the
+/// first clearing of an incident named twice wins, one already cleared stays as it was, and an
+/// incident not named stays open.
+async fn a_batch_clears_many_incidents_each_with_its_own_values(db: TestDb) {
+    let store = db.open().await;
+    let opened: Vec<Incident> = (1..=5)
+        .map(|i| incident(i, &format!("mc-{i}"), 1000 + i))
+        .collect();
+    store
+        .apply(&WriteBatch {
+            opened,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let clear = |id: i64, at: i64, value: f64| IncidentCleared {
+        id,
+        device_id: DeviceId::new(&format!("mc-{id}")).unwrap(),
+        kind: DeviceKind::new("manhole_cover").unwrap(),
+        rule_id: "manhole_tilt".into(),
+        category_code: "E0503".into(),
+        value: Value::Number(value),
+        cleared_at: at,
+        lon: 116.41,
+        lat: 39.91,
+    };
+    store
+        .apply(&WriteBatch {
+            cleared: vec![clear(5, 1500, 0.5)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    store
+        .apply(&WriteBatch {
+            cleared: vec![
+                clear(1, 2001, 1.0),
+                clear(3, 2003, 3.0),
+                clear(1, 2999, 9.0),
+                clear(2, 2002, 2.0),
+                clear(5, 2005, 5.0),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for id in 1..=5 {
+        let i = store.incident(id).await.unwrap().unwrap();
+        got.push((id, i.state, i.cleared_at, i.clear_value));
+    }
+    let cleared = |id, at, v| (id, IncidentState::Cleared, Some(at), Some(Value::Number(v)));
+    assert_eq!(
+        got,
+        vec![
+            cleared(1, 2001, 1.0),
+            cleared(2, 2002, 2.0),
+            cleared(3, 2003, 3.0),
+            (4, IncidentState::Open, None, None),
+            cleared(5, 1500, 0.5),
+        ]
+    );
+}
+
 async fn the_database_refuses_a_second_open_incident_for_the_same_device_and_rule(db: TestDb) {
     let store = db.open().await;
     store
@@ -444,6 +508,7 @@ async fn components_are_replaced_by_id_and_fixes_read_by_window(db: TestDb) {
 conformance!(
     registering_the_same_device_twice_is_not_an_error_but_a_different_one_is,
     a_batch_stores_incidents_clears_them_and_keeps_only_the_last_value,
+    a_batch_clears_many_incidents_each_with_its_own_values,
     the_database_refuses_a_second_open_incident_for_the_same_device_and_rule,
     incidents_filter_and_page_newest_first,
     event_log_appends_idempotently_and_replays_in_order,

@@ -123,9 +123,15 @@ pub async fn watch_alerts(alerts: AlertsLink, stats: std::sync::Arc<IngestStats>
             }
             stats.mqtt_broker_cursor_jumps.inc();
             if let Some(suppressed) = log.check(std::time::Instant::now()) {
+                // rumqttd's own description says "Lost: 0" whatever was lost: only the filter is
+                // worth showing (its alert kinds are not exported, so it is read from their JSON).
+                let filter = serde_json::to_value(&alert.kind)
+                    .ok()
+                    .and_then(|kind| kind["CursorJump"]["filter"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
                 tracing::warn!(
                     client = %alert.client_id,
-                    detail = %alert.kind.description(),
+                    filter,
                     suppressed,
                     "embedded MQTT broker: a subscriber fell behind the broker's log and was moved \
                      ahead, losing the messages in between (raise [broker] log_segment_kib to allow \
