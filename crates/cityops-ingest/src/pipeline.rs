@@ -453,21 +453,39 @@ impl Shard {
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut out = Vec::new();
         let mut shed_log = LogLimiter::new(Duration::from_secs(10));
-        loop {
+        // What queued since the last turn is taken at once: one wake-up and one turn of this loop
+        // for up to INBOX messages under load, not one each.
+        const INBOX: usize = 64;
+        let mut inbox = Vec::with_capacity(INBOX);
+        let mut stopping = false;
+        while !stopping {
             tokio::select! {
                 biased;
                 _ = flush.tick() => out.extend(self.take_last_values()),
-                msg = rx.recv() => match msg {
-                    Some(ShardMsg::Publish { device, arrived, .. })
-                        if shed_after.is_some_and(|limit| arrived.elapsed() > limit) =>
-                    {
-                        self.shed(&device, arrived, &mut shed_log);
+                n = rx.recv_many(&mut inbox, INBOX) => {
+                    // 0: every sender is gone.
+                    stopping = n == 0;
+                    for msg in inbox.drain(..) {
+                        match msg {
+                            ShardMsg::Publish { device, arrived, .. }
+                                if shed_after.is_some_and(|limit| arrived.elapsed() > limit) =>
+                            {
+                                self.shed(&device, arrived, &mut shed_log);
+                            }
+                            ShardMsg::Publish { device, body, arrived_ms, arrived } => {
+                                self.process(&device, &body, arrived_ms, arrived, &mut out)
+                            }
+                            ShardMsg::Device(device, place) => self.upsert_device(device, place),
+                            ShardMsg::RestoreOpen { device, rule_id, incident_id } => {
+                                self.restore_open(&device, &rule_id, incident_id)
+                            }
+                            ShardMsg::Shutdown => {
+                                stopping = true;
+                                break;
+                            }
+                        }
                     }
-                    Some(ShardMsg::Publish { device, body, arrived_ms, arrived }) => self.process(&device, &body, arrived_ms, arrived, &mut out),
-                    Some(ShardMsg::Device(device, place)) => self.upsert_device(device, place),
-                    Some(ShardMsg::RestoreOpen { device, rule_id, incident_id }) => self.restore_open(&device, &rule_id, incident_id),
-                    Some(ShardMsg::Shutdown) | None => break,
-                },
+                }
             }
             for msg in out.drain(..) {
                 if writer.send(msg).await.is_err() {
@@ -608,19 +626,30 @@ impl Shard {
                     }
                 }
             }
-            let last = state.last_values.get(&reading.name);
-            if last.is_none_or(|l| l.time <= time) {
-                state.last_values.insert(
-                    reading.name.clone(),
-                    LastValue {
-                        device_id: device_id.clone(),
-                        name: reading.name.clone(),
-                        value: reading.value.clone(),
-                        unit: reading.unit.clone(),
-                        time,
-                    },
-                );
-                state.dirty = true;
+            // Updated in place: a device's measurement names and id are allocated once, not per reading.
+            match state.last_values.get_mut(&reading.name) {
+                Some(last) if last.time <= time => {
+                    last.value.clone_from(&reading.value);
+                    if last.unit != reading.unit {
+                        last.unit.clone_from(&reading.unit);
+                    }
+                    last.time = time;
+                    state.dirty = true;
+                }
+                Some(_) => {}
+                None => {
+                    state.last_values.insert(
+                        reading.name.clone(),
+                        LastValue {
+                            device_id: device_id.clone(),
+                            name: reading.name.clone(),
+                            value: reading.value.clone(),
+                            unit: reading.unit.clone(),
+                            time,
+                        },
+                    );
+                    state.dirty = true;
+                }
             }
         }
         if state
