@@ -10,6 +10,7 @@ mod case_e2e;
 mod cases;
 mod components;
 mod devices_api;
+mod embedded_link;
 mod gis_api;
 mod grid;
 mod incidents_api;

@@ -1,6 +1,7 @@
 //! The running ingestion pipeline: MQTT reader → per-device shards (adapters, rules) → batched store writer.
 //!
-//! - One MQTT connection reads `city/v1/#`, keeps `city/v1/devices/{id}/up` and checks its size. It hands each message to
+//! - One reader (`source.rs`: the embedded broker's in-process link, or an MQTT connection) reads
+//!   `city/v1/#`, keeps `city/v1/devices/{id}/up` and checks its size. It hands each message to
 //!   the shard that owns the device (by a hash of the id) through a bounded queue: when shards fall behind,
 //!   the reader waits, which pushes back on the broker instead of dropping anything. Under sustained
 //!   overload a message that has waited longer than `ingest.shed_after_ms` in the queue is shed by
@@ -27,7 +28,6 @@ use cityops_core::{
     Device, DeviceId, EventData, GridPlace, Incident, IncidentState, Reading, UnixMillis,
 };
 use cityops_store::{LastValue, Store, WriteBatch};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -36,14 +36,8 @@ use crate::adapter::{self, Reject};
 use crate::config::IngestConfig;
 use crate::registry::Registry;
 use crate::rules::{self, Outcome, Rule, RuleState};
+use crate::source::{Feed, Intake};
 use crate::stats::IngestStats;
-
-/// Where the MQTT broker is.
-#[derive(Debug, Clone)]
-pub struct MqttEndpoint {
-    pub host: String,
-    pub port: u16,
-}
 
 /// A message to a shard.
 #[derive(Debug)]
@@ -113,7 +107,7 @@ impl Ingest {
 pub async fn start(
     config: IngestConfig,
     rules: Vec<Rule>,
-    mqtt: MqttEndpoint,
+    feed: Feed,
     store: Store,
     bus: Bus,
     grid: Option<Arc<cityops_gis::GridIndex>>,
@@ -204,15 +198,18 @@ pub async fn start(
         10 * 60 * 1000,
         bus.clone(),
     ));
-    let source = MqttSource {
-        config: config.clone(),
-        mqtt,
+    let intake = Intake {
+        max_payload_bytes: config.max_payload_bytes,
         shards: shard_senders,
         stats: stats.clone(),
         inspectors: inspectors.clone(),
         ready: ready_tx,
+        reject_log: RejectLog::new(),
     };
-    tasks.push(("mqtt", tokio::spawn(source.run(shutdown))));
+    tasks.push((
+        "mqtt",
+        tokio::spawn(crate::source::run(feed, config, intake, shutdown)),
+    ));
     Ok(Ingest {
         registry,
         stats,
@@ -222,160 +219,13 @@ pub async fn start(
     })
 }
 
-// ---------------------------------------------------------------- the MQTT reader
-
-struct MqttSource {
-    config: IngestConfig,
-    mqtt: MqttEndpoint,
-    shards: Vec<mpsc::Sender<ShardMsg>>,
-    stats: Arc<IngestStats>,
-    inspectors: Arc<crate::inspectors::InspectorTracker>,
-    ready: watch::Sender<bool>,
-}
-
-impl MqttSource {
-    fn options(&self) -> MqttOptions {
-        let mut options =
-            MqttOptions::new(&self.config.mqtt_client_id, &self.mqtt.host, self.mqtt.port);
-        options.set_keep_alive(Duration::from_secs(30));
-        // Accept packets well over our own payload limit, so an oversized payload is counted and
-        // rejected by us rather than tearing down the connection.
-        let incoming = (self.config.max_payload_bytes * 4).max(1 << 20);
-        options.set_max_packet_size(incoming, 64 * 1024);
-        options.set_clean_session(true);
-        options.set_inflight(1000);
-        options
-    }
-
-    fn filter(&self) -> String {
-        match &self.config.mqtt_shared_group {
-            Some(group) => format!("$share/{group}/{}", adapter::CITY_TOPIC_FILTER),
-            None => adapter::CITY_TOPIC_FILTER.to_string(),
-        }
-    }
-
-    async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let (client, mut eventloop) = AsyncClient::new(self.options(), 64);
-        // Acknowledgements are tiny and latency matters more than packet count on this path.
-        let mut network = rumqttc::NetworkOptions::new();
-        network.set_tcp_nodelay(true);
-        eventloop.set_network_options(network);
-        let qos = if self.config.mqtt_qos == 0 {
-            QoS::AtMostOnce
-        } else {
-            QoS::AtLeastOnce
-        };
-        let filter = self.filter();
-        let mut reject_log = RejectLog::new();
-        let mut error_log = LogLimiter::new(Duration::from_secs(10));
-        tracing::info!(host = %self.mqtt.host, port = self.mqtt.port, %filter, "ingest connecting to MQTT");
-        while !*shutdown.borrow() {
-            let event = tokio::select! {
-                _ = shutdown.changed() => break,
-                event = eventloop.poll() => event,
-            };
-            match event {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    self.stats.mqtt_connected.set(1);
-                    if let Err(e) = client.try_subscribe(filter.as_str(), qos) {
-                        tracing::error!(error = %e, "could not queue the MQTT subscription");
-                    }
-                }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    tracing::info!(%filter, "ingest subscribed");
-                    self.ready.send_replace(true);
-                }
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    if !self
-                        .dispatch(&publish.topic, publish.payload, &mut reject_log)
-                        .await
-                    {
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    self.stats.mqtt_connected.set(0);
-                    self.stats.mqtt_connection_errors.inc();
-                    self.ready.send_replace(false);
-                    if let Some(suppressed) = error_log.check(std::time::Instant::now()) {
-                        tracing::warn!(error = %e, suppressed, "MQTT connection error; reconnecting");
-                    }
-                    tokio::select! {
-                        _ = shutdown.changed() => break,
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    }
-                }
-            }
-        }
-        // Leave cleanly: tell the broker, then let the shards drain what they hold.
-        if client.try_disconnect().is_ok() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                while let Ok(event) = eventloop.poll().await {
-                    if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
-                        break;
-                    }
-                }
-            })
-            .await;
-        }
-        self.stats.mqtt_connected.set(0);
-        self.ready.send_replace(false);
-        for shard in &self.shards {
-            let _ = shard.send(ShardMsg::Shutdown).await;
-        }
-        tracing::info!("ingest MQTT reader stopped");
-    }
-
-    /// Checks topic and size and hands the message to its shard. Returns false when the shards are gone.
-    async fn dispatch(&self, topic: &str, body: Bytes, reject_log: &mut RejectLog) -> bool {
-        self.stats.messages_received.inc();
-        if let Some(inspector) = crate::inspectors::inspector_of_topic(topic) {
-            let now = Utc::now().timestamp_millis();
-            match serde_json::from_slice::<crate::inspectors::LocationBody>(&body) {
-                Ok(location) => {
-                    // A rejected fix is counted by the tracker (by reason); it is not an ingest error.
-                    let _ = self.inspectors.fix(inspector, &location, now);
-                }
-                Err(_) => self.inspectors.malformed(),
-            }
-            return true;
-        }
-        let device = match adapter::parse_topic(topic) {
-            Ok(device) => device,
-            Err(reject) => {
-                self.stats.reject(&reject);
-                reject_log.log(&reject, topic);
-                return true;
-            }
-        };
-        if body.len() > self.config.max_payload_bytes {
-            let reject = Reject::TooLarge {
-                size: body.len(),
-                limit: self.config.max_payload_bytes,
-            };
-            self.stats.reject(&reject);
-            reject_log.log(&reject, device.as_str());
-            return true;
-        }
-        let shard = &self.shards[shard_of(&device, self.shards.len())];
-        let msg = ShardMsg::Publish {
-            device,
-            body,
-            arrived_ms: Utc::now().timestamp_millis(),
-            arrived: Instant::now(),
-        };
-        shard.send(msg).await.is_ok()
-    }
-}
-
 /// Logs rejections without flooding: at most one line per reason per 10 s, with the count suppressed.
-struct RejectLog {
+pub(crate) struct RejectLog {
     limiters: Vec<LogLimiter>,
 }
 
 impl RejectLog {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             limiters: Reject::REASONS
                 .iter()
@@ -384,7 +234,7 @@ impl RejectLog {
         }
     }
 
-    fn log(&mut self, reject: &Reject, source: &str) {
+    pub(crate) fn log(&mut self, reject: &Reject, source: &str) {
         if let Some(suppressed) = self.limiters[reject.index()].check(std::time::Instant::now()) {
             tracing::warn!(
                 reason = reject.reason(),

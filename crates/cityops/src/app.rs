@@ -10,7 +10,7 @@ use cityops_api::{ApiStats, AppState, WsConfig};
 use cityops_bus::{Bus, BusConfig};
 use cityops_core::Catalogue;
 use cityops_ingest::rules::Rule;
-use cityops_ingest::{Ingest, MqttEndpoint};
+use cityops_ingest::{Feed, Ingest, MqttEndpoint};
 use cityops_store::{DeviceSource, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -117,12 +117,25 @@ impl App {
         })?;
         let http_addr = listener.local_addr()?;
 
-        let (broker_alerts, mqtt_addr) = match settings.external_broker()? {
-            Some(external) => (None, external),
+        let (broker_alerts, mqtt_addr, ingest_link) = match settings.external_broker()? {
+            Some(external) => (None, external, None),
             None => {
-                let broker = broker::start(settings.mqtt_listen, &settings.broker)?;
+                // The link's client id is this process's own: a device connecting under the
+                // configured id takes over that id's connection, and ingest's link must stay.
+                let link_id = format!(
+                    "{}-in-process-{}",
+                    settings.ingest.mqtt_client_id,
+                    std::process::id()
+                );
+                let link_id = settings.broker.ingest_in_process.then_some(link_id);
+                let broker =
+                    broker::start(settings.mqtt_listen, &settings.broker, link_id.as_deref())?;
                 let addr = broker.addr;
-                (Some(broker.alerts), (addr.ip().to_string(), addr.port()))
+                (
+                    Some(broker.alerts),
+                    (addr.ip().to_string(), addr.port()),
+                    broker.ingest,
+                )
             }
         };
         let embedded_broker = broker_alerts.is_some();
@@ -163,9 +176,12 @@ impl App {
         let ingest = cityops_ingest::start(
             settings.ingest.clone(),
             rules,
-            MqttEndpoint {
-                host: mqtt_addr.0.clone(),
-                port: mqtt_addr.1,
+            match ingest_link {
+                Some(link) => Feed::Embedded(link),
+                None => Feed::Tcp(MqttEndpoint {
+                    host: mqtt_addr.0.clone(),
+                    port: mqtt_addr.1,
+                }),
             },
             store.clone(),
             bus.clone(),

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpListener};
 
 use anyhow::Context as _;
 use cityops_core::telemetry::LogLimiter;
-use cityops_ingest::IngestStats;
+use cityops_ingest::{EmbeddedLink, IngestStats};
 use rumqttd::alerts::AlertsLink;
 use rumqttd::{
     Broker, Config, ConnectionSettings, MetricSettings, MetricType, RouterConfig, ServerSettings,
@@ -18,6 +18,8 @@ pub struct Embedded {
     pub addr: SocketAddr,
     /// The broker's alerts, pushed once a second: hand them to [`watch_alerts`].
     pub alerts: AlertsLink,
+    /// The in-process link asked for with `ingest_link`, connected and not yet subscribed.
+    pub ingest: Option<EmbeddedLink>,
 }
 
 /// Largest payload the embedded broker accepts. Above ingest's own limit on purpose: an oversized
@@ -25,8 +27,14 @@ pub struct Embedded {
 const BROKER_MAX_PAYLOAD: usize = 1 << 20;
 
 /// Starts the broker on `listen` in its own threads. Returns the bound address
-/// (port 0 picks a free port) and its alerts. The broker runs until the process exits.
-pub fn start(listen: SocketAddr, limits: &BrokerSettings) -> anyhow::Result<Embedded> {
+/// (port 0 picks a free port), its alerts and, when `ingest_link` names a client id, an in-process
+/// link for ingest under that id (see `cityops_ingest::source`). The broker runs until the process
+/// exits.
+pub fn start(
+    listen: SocketAddr,
+    limits: &BrokerSettings,
+    ingest_link: Option<&str>,
+) -> anyhow::Result<Embedded> {
     // rumqttd binds inside its own thread and only logs a failure; bind here first so a taken port is
     // a clear error (and so port 0 resolves to a real port).
     anyhow::ensure!(
@@ -87,6 +95,16 @@ pub fn start(listen: SocketAddr, limits: &BrokerSettings) -> anyhow::Result<Embe
     let alerts = broker
         .alerts()
         .map_err(|e| anyhow::anyhow!("Failed to subscribe to the embedded broker's alerts: {e}"))?;
+    // The router runs from `Broker::new`: a local link connects now (and waits for its ConnAck).
+    let ingest = match ingest_link {
+        Some(client_id) => {
+            let (tx, rx) = broker.link(client_id).map_err(|e| {
+                anyhow::anyhow!("Failed to link ingest to the embedded broker: {e}")
+            })?;
+            Some(EmbeddedLink { tx, rx })
+        }
+        None => None,
+    };
     std::thread::Builder::new()
         .name("mqtt-broker".into())
         .spawn(move || {
@@ -97,7 +115,11 @@ pub fn start(listen: SocketAddr, limits: &BrokerSettings) -> anyhow::Result<Embe
         .context("Failed to start the embedded MQTT broker thread")?;
 
     // Clients (ingestion first) connect with retries, so there is nothing to wait for here.
-    Ok(Embedded { addr, alerts })
+    Ok(Embedded {
+        addr,
+        alerts,
+        ingest,
+    })
 }
 
 /// rumqttd's push interval setting, whose field is private.
@@ -156,8 +178,9 @@ mod tests {
         let limits = BrokerSettings {
             log_segment_kib: 16,
             log_segments: 2,
+            ingest_in_process: true,
         };
-        let broker = start("127.0.0.1:0".parse().unwrap(), &limits).unwrap();
+        let broker = start("127.0.0.1:0".parse().unwrap(), &limits, None).unwrap();
         let port = broker.addr.port();
         let stats = Arc::new(IngestStats::default());
         tokio::spawn(watch_alerts(broker.alerts, stats.clone()));
@@ -210,14 +233,74 @@ mod tests {
         driver.abort();
     }
 
+    /// The same through ingest's in-process link: a link that stops taking what the router gives it
+    /// is skipped ahead too, under its own client id, and counted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_in_process_link_skipped_ahead_in_the_log_is_counted() {
+        let limits = BrokerSettings {
+            log_segment_kib: 16,
+            log_segments: 2,
+            ingest_in_process: true,
+        };
+        let broker = start("127.0.0.1:0".parse().unwrap(), &limits, Some("slow-link")).unwrap();
+        let EmbeddedLink { mut tx, mut rx } = broker.ingest.expect("a link was asked for");
+        let stats = Arc::new(IngestStats::default());
+        tokio::spawn(watch_alerts(broker.alerts, stats.clone()));
+        tx.subscribe("t/#").unwrap();
+        let subscribed = async {
+            loop {
+                if let Some(rumqttd::Notification::DeviceAck(_)) = rx.next().await.unwrap() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), subscribed)
+            .await
+            .expect("subscribed");
+
+        let mut options = MqttOptions::new("fast-publisher", "127.0.0.1", broker.addr.port());
+        options.set_keep_alive(Duration::from_secs(60));
+        let (publisher, mut pub_loop) = AsyncClient::new(options, 1000);
+        let driver = tokio::spawn(async move { while pub_loop.poll().await.is_ok() {} });
+        let body = vec![b'x'; 1000];
+        for _ in 0..20_000 {
+            publisher
+                .publish("t/1", QoS::AtMostOnce, false, body.clone())
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(stats.mqtt_broker_cursor_jumps.get(), 0, "nothing read yet");
+
+        // Taking what is there and asking for more, as ingest does: the place is gone.
+        let reader = tokio::spawn(async move {
+            while let Ok(next) = rx.next().await {
+                if let Some(rumqttd::Notification::Unschedule) = next {
+                    rx.wake().await.unwrap();
+                }
+            }
+        });
+        let counted = async {
+            while stats.mqtt_broker_cursor_jumps.get() == 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), counted)
+            .await
+            .expect("the skip is counted");
+        reader.abort();
+        driver.abort();
+    }
+
     #[test]
     fn an_empty_commit_log_is_refused_with_the_setting_named() {
         for (kib, segments) in [(0, 4), (2048, 0)] {
             let limits = BrokerSettings {
                 log_segment_kib: kib,
                 log_segments: segments,
+                ingest_in_process: true,
             };
-            let Err(e) = start("127.0.0.1:0".parse().unwrap(), &limits) else {
+            let Err(e) = start("127.0.0.1:0".parse().unwrap(), &limits, None) else {
                 panic!("an empty log was accepted: {kib} KiB × {segments}");
             };
             assert!(e.to_string().contains("broker.log_segments"), "{e}");

@@ -179,6 +179,9 @@ pub struct BrokerSettings {
     pub log_segment_kib: usize,
     /// Segments kept besides the one being written.
     pub log_segments: usize,
+    /// Ingest reads the embedded broker through its in-process link (true) or over TCP like any
+    /// other MQTT client (false: the wire path, for comparison and debugging).
+    pub ingest_in_process: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

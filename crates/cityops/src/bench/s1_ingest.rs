@@ -261,6 +261,7 @@ async fn run_baseline(target: &Target, qos: QoS, load: &Load) -> anyhow::Result<
             let broker = crate::broker::start(
                 "127.0.0.1:0".parse()?,
                 &crate::settings::Settings::defaults().broker,
+                None,
             )?;
             tokio::spawn(crate::broker::watch_alerts(
                 broker.alerts,

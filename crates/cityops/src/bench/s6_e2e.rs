@@ -401,7 +401,8 @@ struct BaselineRun {
 }
 
 async fn run_baseline(load: &Load, rate: u64, epoch: Instant) -> anyhow::Result<BaselineRun> {
-    let addr = crate::broker::start("127.0.0.1:0".parse()?, &Settings::defaults().broker)?.addr;
+    let addr =
+        crate::broker::start("127.0.0.1:0".parse()?, &Settings::defaults().broker, None)?.addr;
     let (host, port) = (addr.ip().to_string(), addr.port());
     let received = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
