@@ -102,3 +102,39 @@ async fn a_client_that_stops_reading_gets_a_resync_and_every_event_is_accounted_
             >= 1.0
     );
 }
+
+/// A client that takes nothing at all is cut off once one send has waited `send_timeout`, counted,
+/// while a send the socket takes at once never waits for a timer.
+#[tokio::test]
+async fn a_client_that_never_reads_is_cut_off_after_the_send_timeout() {
+    let app = spawn_app_with(|s| {
+        s.ws.max_lag = 1_000_000;
+        s.ws.send_timeout_secs = 1;
+    })
+    .await;
+    let bus = app.app().bus.clone();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(app.app().http_addr).await.unwrap();
+    let (slow, _) = tokio_tungstenite::client_async(app.ws_url(""), stream)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.metric("cityops_ws_send_timeouts_total").await, 0.0);
+    // Enough to fill the kernel's buffers on both ends many times over.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut i = 0;
+    while app.metric("cityops_ws_send_timeouts_total").await < 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stuck client was never timed out"
+        );
+        for _ in 0..2_000 {
+            bus.publish(sample(i));
+            i += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.metric("cityops_ws_send_timeouts_total").await, 1.0);
+    drop(slow);
+}

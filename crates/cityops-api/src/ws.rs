@@ -247,7 +247,7 @@ impl Client {
             return Ok(());
         }
         let socket = &mut self.socket;
-        let sent = tokio::time::timeout(self.state.ws.send_timeout, async {
+        let sent = within(self.state.ws.send_timeout, async {
             for event in batch.drain(..) {
                 socket.feed(Message::Text(event.json.to_string())).await?;
             }
@@ -268,7 +268,7 @@ impl Client {
     }
 
     async fn send_message(&mut self, message: Message) -> Result<(), End> {
-        match tokio::time::timeout(self.state.ws.send_timeout, self.socket.send(message)).await {
+        match within(self.state.ws.send_timeout, self.socket.send(message)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(End::SendFailed),
             Err(_) => {
@@ -276,5 +276,21 @@ impl Client {
                 Err(End::SendTimeout)
             }
         }
+    }
+}
+
+/// `tokio::time::timeout`, except that a send the socket takes at once (the usual case: its buffer
+/// has room) never arms a timer: registering and cancelling one per send in every client's task
+/// cost more than the send itself when one event fans out to many clients. Only a send that has to
+/// wait is bounded by `limit`, counted from then.
+async fn within<T>(
+    limit: Duration,
+    send: impl std::future::Future<Output = T>,
+) -> Result<T, tokio::time::error::Elapsed> {
+    let mut send = std::pin::pin!(send);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(send.as_mut().poll(cx))).await;
+    match first {
+        std::task::Poll::Ready(done) => Ok(done),
+        std::task::Poll::Pending => tokio::time::timeout(limit, send).await,
     }
 }
