@@ -9,7 +9,9 @@
 //! The device is always the one in the topic `city/v1/devices/{device_id}/up`.
 
 use cityops_core::{DeviceId, Reading, UnixMillis, Value};
-use serde_json::{Map, Value as Json};
+use lite::{Lite as Json, Object};
+
+mod lite;
 
 /// The MQTT topic filter the platform subscribes to: the whole `city/v1/` namespace, so a message on a
 /// topic the platform does not serve is counted as `unknown_topic` instead of going unnoticed.
@@ -94,7 +96,7 @@ pub fn parse_topic(topic: &str) -> Result<DeviceId, Reject> {
 /// Parses a body into readings. `now` (Unix ms) resolves SenML relative times; readings without a
 /// time get `None` (the pipeline stamps arrival time).
 pub fn parse_payload(body: &[u8], now: UnixMillis) -> Result<Vec<Reading>, Reject> {
-    let json: Json = serde_json::from_slice(body).map_err(|e| json_error(body, e))?;
+    let json: Json<'_> = serde_json::from_slice(body).map_err(|e| json_error(body, e))?;
     let readings = match json {
         Json::Array(records) if records.first().is_some_and(is_thingsboard_object) => {
             let mut out = Vec::new();
@@ -147,7 +149,7 @@ fn json_error(body: &[u8], e: serde_json::Error) -> Reject {
     Reject::MalformedJson(truncate(&message, 120))
 }
 
-fn is_thingsboard(map: &Map<String, Json>) -> bool {
+fn is_thingsboard(map: &Object) -> bool {
     map.contains_key("values") && map.keys().all(|k| k == "values" || k == "ts")
 }
 
@@ -155,7 +157,7 @@ fn is_thingsboard_object(v: &Json) -> bool {
     matches!(v, Json::Object(map) if is_thingsboard(map))
 }
 
-fn thingsboard(mut map: Map<String, Json>, out: &mut Vec<Reading>) -> Result<(), Reject> {
+fn thingsboard(mut map: Object, out: &mut Vec<Reading>) -> Result<(), Reject> {
     let time = match map.remove("ts") {
         None => None,
         Some(ts) => Some(millis(&ts, "ts")?),
@@ -163,7 +165,12 @@ fn thingsboard(mut map: Map<String, Json>, out: &mut Vec<Reading>) -> Result<(),
     match map.remove("values") {
         Some(Json::Object(values)) => {
             for (name, value) in values {
-                out.push(reading(name, None, flat_value(&value, "values")?, time)?);
+                out.push(reading(
+                    name.into_owned(),
+                    None,
+                    flat_value(&value, "values")?,
+                    time,
+                )?);
             }
             Ok(())
         }
@@ -175,7 +182,7 @@ fn thingsboard(mut map: Map<String, Json>, out: &mut Vec<Reading>) -> Result<(),
     }
 }
 
-fn flat(mut map: Map<String, Json>) -> Result<Vec<Reading>, Reject> {
+fn flat(mut map: Object) -> Result<Vec<Reading>, Reject> {
     let time = match map.remove("ts") {
         None => None,
         Some(ts) => Some(millis(&ts, "ts")?),
@@ -183,14 +190,14 @@ fn flat(mut map: Map<String, Json>) -> Result<Vec<Reading>, Reject> {
     map.into_iter()
         .map(|(name, value)| {
             let value = flat_value(&value, &name)?;
-            reading(name, None, value, time)
+            reading(name.into_owned(), None, value, time)
         })
         .collect()
 }
 
 fn flat_value(value: &Json, name: &str) -> Result<Value, Reject> {
     match value {
-        Json::Number(n) => finite(n.as_f64(), name),
+        Json::Number(n) => finite(Some(*n), name),
         Json::Bool(b) => Ok(Value::Bool(*b)),
         Json::String(s) => text(s, name),
         other => Err(Reject::WrongType(format!(
@@ -210,6 +217,50 @@ struct SenmlBase {
     sum: f64,
 }
 
+/// The fields of one SenML record that the adapter reads, found in one pass over its members.
+#[derive(Default)]
+struct SenmlFields<'r, 'a> {
+    bn: Option<&'r Json<'a>>,
+    bt: Option<&'r Json<'a>>,
+    bu: Option<&'r Json<'a>>,
+    bv: Option<&'r Json<'a>>,
+    bs: Option<&'r Json<'a>>,
+    n: Option<&'r Json<'a>>,
+    v: Option<&'r Json<'a>>,
+    vs: Option<&'r Json<'a>>,
+    vb: Option<&'r Json<'a>>,
+    vd: Option<&'r Json<'a>>,
+    s: Option<&'r Json<'a>>,
+    u: Option<&'r Json<'a>>,
+    t: Option<&'r Json<'a>>,
+}
+
+impl<'r, 'a> SenmlFields<'r, 'a> {
+    fn of(record: &'r Object<'a>) -> Self {
+        let mut f = Self::default();
+        for (key, value) in record.iter() {
+            let slot = match key {
+                "bn" => &mut f.bn,
+                "bt" => &mut f.bt,
+                "bu" => &mut f.bu,
+                "bv" => &mut f.bv,
+                "bs" => &mut f.bs,
+                "n" => &mut f.n,
+                "v" => &mut f.v,
+                "vs" => &mut f.vs,
+                "vb" => &mut f.vb,
+                "vd" => &mut f.vd,
+                "s" => &mut f.s,
+                "u" => &mut f.u,
+                "t" => &mut f.t,
+                _ => continue,
+            };
+            *slot = Some(value);
+        }
+        f
+    }
+}
+
 /// Times below 2^28 seconds are relative to now (RFC 8428 section 4.5.3).
 const SENML_RELATIVE_LIMIT: f64 = 268_435_456.0;
 
@@ -223,33 +274,28 @@ fn senml(records: Vec<Json>, now: UnixMillis) -> Result<Vec<Reading>, Reject> {
                 kind(&record)
             )));
         };
-        if let Some(bn) = r.get("bn") {
+        let f = SenmlFields::of(&r);
+        if let Some(bn) = f.bn {
             base.name = senml_str(bn, "bn")?.to_string();
         }
-        if let Some(bt) = r.get("bt") {
+        if let Some(bt) = f.bt {
             base.time = senml_num(bt, "bt")?;
         }
-        if let Some(bu) = r.get("bu") {
+        if let Some(bu) = f.bu {
             base.unit = Some(senml_str(bu, "bu")?.to_string());
         }
-        if let Some(bv) = r.get("bv") {
+        if let Some(bv) = f.bv {
             base.value = senml_num(bv, "bv")?;
         }
-        if let Some(bs) = r.get("bs") {
+        if let Some(bs) = f.bs {
             base.sum = senml_num(bs, "bs")?;
         }
-        let n = match r.get("n") {
+        let n = match f.n {
             Some(n) => senml_str(n, "n")?,
             None => "",
         };
         let name = measurement_name(&base.name, n);
-        let value = match (
-            r.get("v"),
-            r.get("vs"),
-            r.get("vb"),
-            r.get("vd"),
-            r.get("s"),
-        ) {
+        let value = match (f.v, f.vs, f.vb, f.vd, f.s) {
             (Some(v), None, None, None, _) => finite(Some(base.value + senml_num(v, "v")?), &name)?,
             (None, Some(vs), None, None, _) => text(senml_str(vs, "vs")?, &name)?,
             (None, None, Some(Json::Bool(b)), None, _) => Value::Bool(*b),
@@ -278,12 +324,12 @@ fn senml(records: Vec<Json>, now: UnixMillis) -> Result<Vec<Reading>, Reject> {
                 )));
             }
         };
-        let unit = match r.get("u") {
+        let unit = match f.u {
             Some(u) => Some(senml_str(u, "u")?.to_string()),
             None => base.unit.clone(),
         };
         let t = base.time
-            + match r.get("t") {
+            + match f.t {
                 Some(t) => senml_num(t, "t")?,
                 None => 0.0,
             };
