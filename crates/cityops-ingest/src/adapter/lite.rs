@@ -46,10 +46,6 @@ impl<'a> Object<'a> {
         self.0.binary_search_by(|(k, _)| k.as_ref().cmp(key)).ok()
     }
 
-    pub(crate) fn get(&self, key: &str) -> Option<&Lite<'a>> {
-        self.position(key).map(|i| &self.0[i].1)
-    }
-
     pub(crate) fn contains_key(&self, key: &str) -> bool {
         self.position(key).is_some()
     }
