@@ -24,6 +24,20 @@ fn sample(i: usize) -> EventData {
     })
 }
 
+/// A websocket client of `/ws` with a 4 KiB receive buffer: it stops the server's sends soon after it
+/// stops reading.
+async fn tiny_buffer_client(
+    app: &TestApp,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(app.app().http_addr).await.unwrap();
+    let (client, _) = tokio_tungstenite::client_async(app.ws_url(""), stream)
+        .await
+        .unwrap();
+    client
+}
+
 #[tokio::test]
 async fn a_client_that_stops_reading_gets_a_resync_and_every_event_is_accounted_for() {
     let app = spawn_app_with(|s| {
@@ -35,12 +49,7 @@ async fn a_client_that_stops_reading_gets_a_resync_and_every_event_is_accounted_
     let start = bus.last_seq();
 
     // The slow client: a tiny receive buffer and no reading until the end.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(app.app().http_addr).await.unwrap();
-    let (mut slow, _) = tokio_tungstenite::client_async(app.ws_url(""), stream)
-        .await
-        .unwrap();
+    let mut slow = tiny_buffer_client(&app).await;
     let mut fast = app.ws("").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -113,12 +122,7 @@ async fn a_client_that_never_reads_is_cut_off_after_the_send_timeout() {
     })
     .await;
     let bus = app.app().bus.clone();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(app.app().http_addr).await.unwrap();
-    let (slow, _) = tokio_tungstenite::client_async(app.ws_url(""), stream)
-        .await
-        .unwrap();
+    let slow = tiny_buffer_client(&app).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(app.metric("cityops_ws_send_timeouts_total").await, 0.0);
     // Enough to fill the kernel's buffers on both ends many times over.

@@ -205,30 +205,13 @@ mod tests {
 
         // The subscriber's event loop is not polled now: its socket fills up, then the broker's
         // queue for it, and the publisher runs through the log many times over.
-        let mut options = MqttOptions::new("fast-publisher", "127.0.0.1", port);
-        options.set_keep_alive(Duration::from_secs(60));
-        let (publisher, mut pub_loop) = AsyncClient::new(options, 1000);
-        let driver = tokio::spawn(async move { while pub_loop.poll().await.is_ok() {} });
-        let body = vec![b'x'; 1000];
-        for _ in 0..20_000 {
-            publisher
-                .publish("t/1", QoS::AtMostOnce, false, body.clone())
-                .await
-                .unwrap();
-        }
+        let driver = flood(port).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(stats.mqtt_broker_cursor_jumps.get(), 0, "nothing read yet");
 
         // Reading again: the broker finds the subscriber's place in the log gone.
         let reader = tokio::spawn(async move { while sub_loop.poll().await.is_ok() {} });
-        let counted = async {
-            while stats.mqtt_broker_cursor_jumps.get() == 0 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(20), counted)
-            .await
-            .expect("the skip is counted");
+        wait_for_a_jump(&stats).await;
         reader.abort();
         driver.abort();
     }
@@ -258,7 +241,27 @@ mod tests {
             .await
             .expect("subscribed");
 
-        let mut options = MqttOptions::new("fast-publisher", "127.0.0.1", broker.addr.port());
+        let driver = flood(broker.addr.port()).await;
+        // (Unlike a socket, the link takes no more than its buffer: the router may already have
+        // skipped it while filling that buffer, so a jump may be counted before it is read.)
+
+        // Taking what is there and asking for more, as ingest does: the place is gone.
+        let reader = tokio::spawn(async move {
+            while let Ok(next) = rx.next().await {
+                if let Some(rumqttd::Notification::Unschedule) = next {
+                    rx.wake().await.unwrap();
+                }
+            }
+        });
+        wait_for_a_jump(&stats).await;
+        reader.abort();
+        driver.abort();
+    }
+
+    /// Publishes 20,000 messages of 1 kB on `t/1` at QoS 0, many times the tests' 48 KiB log;
+    /// returns the task driving the publisher's connection.
+    async fn flood(port: u16) -> tokio::task::JoinHandle<()> {
+        let mut options = MqttOptions::new("fast-publisher", "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(60));
         let (publisher, mut pub_loop) = AsyncClient::new(options, 1000);
         // The broker binds in its own thread: a refused connection is tried again.
@@ -276,17 +279,10 @@ mod tests {
                 .await
                 .unwrap();
         }
-        // (Unlike a socket, the link takes no more than its buffer: the router may already have
-        // skipped it while filling that buffer, so a jump may be counted before it is read.)
+        driver
+    }
 
-        // Taking what is there and asking for more, as ingest does: the place is gone.
-        let reader = tokio::spawn(async move {
-            while let Ok(next) = rx.next().await {
-                if let Some(rumqttd::Notification::Unschedule) = next {
-                    rx.wake().await.unwrap();
-                }
-            }
-        });
+    async fn wait_for_a_jump(stats: &IngestStats) {
         let counted = async {
             while stats.mqtt_broker_cursor_jumps.get() == 0 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -295,8 +291,6 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(20), counted)
             .await
             .expect("the skip is counted");
-        reader.abort();
-        driver.abort();
     }
 
     #[test]
