@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use sqlx::any::{AnyArguments, AnyPoolOptions};
 use sqlx::error::BoxDynError;
 use sqlx::query::{Query, QueryScalar};
-use sqlx::{Any, AnyPool, Arguments as _, Encode, Executor as _, Type};
+use sqlx::{Any, AnyPool, Arguments as _, Connection as _, Encode, Executor as _, Type};
 
 use crate::migrations;
 
@@ -54,6 +54,14 @@ impl Dialect {
 
 pub(crate) use crate::group::{Tx, WriteTurn, begin_write};
 
+/// How long a PostgreSQL connection may sit idle in the pool and still be handed out untested. sqlx
+/// pings every connection it hands out by default, one round trip more for every statement or
+/// transaction: on a shared two-core machine a round trip costs more than the statement, most of it in
+/// waking the server's process and ours (bench S3). A connection used within this window is taken to be
+/// alive, as connection pools such as HikariCP do (500 ms there); one that broke inside it fails the
+/// statement that meets it, and the pool opens a new one for the next.
+pub(crate) const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// Opens the pool for `url` in its dialect and brings its schema up to date.
 pub(crate) async fn connect(url: &str, dialect: Dialect) -> anyhow::Result<AnyPool> {
     static DRIVERS: Once = Once::new();
@@ -71,6 +79,9 @@ pub(crate) async fn connect(url: &str, dialect: Dialect) -> anyhow::Result<AnyPo
             AnyPoolOptions::new()
                 // An in-memory database exists once per connection: keep exactly one.
                 .max_connections(if in_memory { 1 } else { 4 })
+                // A connection to a file in this process cannot be cut off: no test on check-out
+                // (sqlx's default pings, a round trip to the connection's worker thread).
+                .test_before_acquire(false)
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
@@ -95,6 +106,17 @@ pub(crate) async fn connect(url: &str, dialect: Dialect) -> anyhow::Result<AnyPo
         Dialect::Postgres => AnyPoolOptions::new()
             .max_connections(8)
             .min_connections(1)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IDLE_AFTER {
+                        // A dead connection is an error here: the pool drops it and checks out
+                        // another (or opens one).
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await

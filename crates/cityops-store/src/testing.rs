@@ -87,11 +87,16 @@ impl TestDb {
         }
     }
 
-    /// Opens (again, after a restart) the store on this database.
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }
 
+    /// The database's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Opens (again, after a restart) the store on this database.
     pub async fn open(&self) -> Store {
         Store::open(&self.url)
             .await

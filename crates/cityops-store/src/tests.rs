@@ -344,6 +344,32 @@ async fn a_database_keeps_its_data_across_reopen(db: TestDb) {
     assert_eq!(again.devices().await.unwrap().len(), 1);
 }
 
+/// The pool hands out a connection used within [`crate::db::PING_IDLE_AFTER`] untested; one idle
+/// longer is tested first, so connections the server dropped while idle are replaced, not reported.
+#[tokio::test]
+async fn postgres_connections_cut_off_while_idle_are_replaced() {
+    use sqlx::Connection as _;
+    let db = TestDb::new(crate::Dialect::Postgres).await;
+    let store = db.open().await;
+    store
+        .register_device(&device("mc-1", 116.4), None, DeviceSource::Api, 1)
+        .await
+        .unwrap();
+    let mut admin = sqlx::PgConnection::connect(db.url()).await.unwrap();
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) AS t",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(cut >= 1, "the store's connections were not found");
+    tokio::time::sleep(crate::db::PING_IDLE_AFTER + std::time::Duration::from_millis(300)).await;
+    for _ in 0..3 {
+        assert_eq!(store.devices().await.unwrap().len(), 1);
+    }
+}
+
 #[tokio::test]
 async fn other_urls_get_a_clear_error() {
     let err = Store::open("mysql://localhost/x")
