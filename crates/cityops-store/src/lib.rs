@@ -17,6 +17,8 @@ pub mod run_cards;
 pub mod scratch;
 pub mod users;
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use cityops_core::{
     Device, DeviceId, GridPlace, Incident, IncidentId, IncidentState, UnixMillis, Value,
@@ -140,6 +142,8 @@ pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
     turn: db::WriteTurn,
+    /// Case changes on PostgreSQL, written together ([`cases::pg_write`]).
+    changes: Arc<cases::pg_write::Writer>,
 }
 
 const META_SEQ_RESERVED: &str = "bus_seq_reserved";
@@ -154,6 +158,7 @@ impl Store {
             pool,
             dialect,
             turn: db::WriteTurn::default(),
+            changes: Arc::default(),
         })
     }
 

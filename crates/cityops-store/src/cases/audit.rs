@@ -232,6 +232,32 @@ impl Chained {
     }
 }
 
+impl Chained {
+    /// The record's columns as the `a_*` fields of a batched PostgreSQL change (`pg_write`): the
+    /// values [`Chained::push_insert`] binds.
+    pub fn put_columns(&self, row: &mut serde_json::Map<String, Value>) -> anyhow::Result<()> {
+        let f = &self.fields;
+        let evidence = serde_json::to_string(&f.evidence).context("evidence")?;
+        for (key, value) in [
+            ("a_seq", json!(f.seq)),
+            ("a_at", json!(f.at)),
+            ("a_actor", json!(f.actor)),
+            ("a_role", json!(f.role)),
+            ("a_action", json!(f.action)),
+            ("a_from", json!(f.from)),
+            ("a_to", json!(f.to)),
+            ("a_note", json!(f.note)),
+            ("a_evidence", json!(evidence)),
+            ("a_payload", json!(canonical_json(&f.payload))),
+            ("a_prev_hash", json!(self.prev_hash)),
+            ("a_hash", json!(self.hash)),
+        ] {
+            row.insert(key.to_string(), value);
+        }
+        Ok(())
+    }
+}
+
 /// Chains a record after `head` (read from the case row in the same transaction).
 pub(super) fn chain(head: &Head, entry: &Entry<'_>) -> Chained {
     let fields = Fields {

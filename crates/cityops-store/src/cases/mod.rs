@@ -88,6 +88,7 @@ macro_rules! clock_columns {
 mod audit;
 mod clocks;
 mod outbox;
+pub(crate) mod pg_write;
 mod query;
 mod rows;
 mod sensor;
@@ -106,7 +107,7 @@ use cityops_core::sla::{ClockEffect, StageClock};
 use cityops_core::{CategoryClass, DeviceId, GeoPoint, GridPlace, IncidentId, UnixMillis};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::{AnyConnection, Row as _};
+use sqlx::AnyConnection;
 use std::fmt;
 
 use crate::db::SqlBuilder;
@@ -117,6 +118,7 @@ pub use clocks::{CaseClock, ClockChanges, DueClock, DueKind, SlaPolicy};
 pub use outbox::{
     CASE_CREATED, CASE_SLA_OVERDUE, CASE_SLA_WARNING, NewOutboxEvent, OutboxEvent, event_type_for,
 };
+pub use pg_write::WriteStats;
 pub use query::{CaseCursor, CasePage, CaseQuery, CaseSort, MAX_PAGE};
 pub use sensor::SensorEvidence;
 
@@ -498,24 +500,37 @@ impl Store {
         note: Option<&str>,
         evidence: &[String],
     ) -> Result<Case, CaseStoreError> {
-        // One connection for the reads and the writes: one check-out from the pool.
-        let mut conn = self.pool.acquire().await?;
         for _ in 0..OPTIMISTIC_ATTEMPTS {
-            if let Some(after) = write_change_pg(&mut conn, change, note, evidence, false).await? {
+            let PlannedPg { outcome, row } = {
+                let mut conn = self.pool.acquire().await?;
+                plan_change_pg(&mut conn, change, note, evidence, false).await?
+            };
+            let written = self.changes.write(&self.pool, row).await?;
+            if let Some(after) = outcome.after_written(written) {
                 return Ok(after);
             }
         }
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        match write_change_pg(&mut tx, change, note, evidence, true).await? {
-            Some(after) => {
-                tx.commit().await.with_context(|| {
-                    format!("Failed to commit a change of case {}", change.case_id)
-                })?;
-                Ok(after)
-            }
+        let mut tx = self.pool.begin().await?;
+        let planned = plan_change_pg(&mut tx, change, note, evidence, true).await?;
+        let written = pg_write::write(&mut tx, &[&planned.row])
+            .await
+            .with_context(|| format!("Failed to record a change of case {}", change.case_id))?;
+        let Some(after) = written
+            .first()
+            .and_then(|w| planned.outcome.after_written(*w))
+        else {
             // Cannot happen: the row lock is held since the read. Dropping `tx` rolls it back.
-            None => Err(anyhow::anyhow!("case {} changed under a row lock", change.case_id).into()),
-        }
+            return Err(anyhow::anyhow!("case {} changed under a row lock", change.case_id).into());
+        };
+        tx.commit()
+            .await
+            .with_context(|| format!("Failed to commit a change of case {}", change.case_id))?;
+        Ok(after)
+    }
+
+    /// How case changes were written on PostgreSQL (all zero on SQLite, which groups its own way).
+    pub fn case_write_stats(&self) -> WriteStats {
+        self.changes.stats()
     }
 
     /// The case with this id.
@@ -604,16 +619,47 @@ async fn load_for_change(
 /// change is retried only when its case moved on without making it a conflict.
 const OPTIMISTIC_ATTEMPTS: usize = 2;
 
-/// One PostgreSQL change: reads the case (with `lock`, `FOR UPDATE` inside the caller's transaction),
-/// decides it, and writes it in one statement guarded by what was read. `None` when the guard held no
-/// longer (the case moved on between the read and the write): nothing was written.
-async fn write_change_pg(
+/// A PostgreSQL change decided on a read, ready for [`pg_write`].
+struct PlannedPg {
+    outcome: Outcome,
+    row: pg_write::Row,
+}
+
+/// What a PostgreSQL change makes of the case once written.
+struct Outcome {
+    /// The case after the change, if it is written.
+    after: Case,
+    /// The clock the change alters (its flags come back as written).
+    changed_clock: Option<i64>,
+}
+
+impl Outcome {
+    /// The case after the change, if the change was written (its guard held).
+    fn after_written(self, written: pg_write::Written) -> Option<Case> {
+        if !written.held {
+            return None;
+        }
+        let mut after = self.after;
+        if let (Some(clock), Some(changed)) = (after.clock.as_mut(), self.changed_clock)
+            && clock.id == changed
+            && written.warned >= 0
+        {
+            clock.warned = written.warned != 0;
+            clock.overdue_notified = written.overdue_notified != 0;
+        }
+        Some(after)
+    }
+}
+
+/// Reads the case (with `lock`, `FOR UPDATE` inside the caller's transaction) and decides a
+/// PostgreSQL change on it; the write is guarded by what was read (see [`pg_write`]).
+async fn plan_change_pg(
     conn: &mut AnyConnection,
     change: &CaseChange<'_>,
     note: Option<&str>,
     evidence: &[String],
     lock: bool,
-) -> Result<Option<Case>, CaseStoreError> {
+) -> Result<PlannedPg, CaseStoreError> {
     let starts_clock = matches!(change.transition.clock, ClockEffect::Start(_));
     let (case, head, reserved_clock_id) =
         load_for_change(conn, Dialect::Postgres, change.case_id, lock, starts_clock).await?;
@@ -625,64 +671,15 @@ async fn write_change_pg(
     } = plan_change(change, case, &head, note, evidence, reserved_clock_id)?;
     after.clock = clock_rows.running_after(before.clock.as_ref());
     let event = transition_event(change, note, &record, &after);
-
-    // `c` returns one row if the guard holds, none if the case moved on; every other part reads `c`.
-    // The one-active-clock constraint is checked at commit, so the order inside does not matter.
-    const GUARD: &str = "c";
-    let mut b = SqlBuilder::new(Dialect::Postgres, "WITH c AS (");
-    push_case_update(&mut b, &before, &head, &record, &after);
-    b.push(" RETURNING 1 AS guard_held), a AS (");
-    record.push_insert(&mut b, Some(GUARD))?;
-    b.push(")");
-    if let Some(changed) = &clock_rows.changed {
-        b.push(", k_changed AS (");
-        clocks::push_update(&mut b, changed, clock_rows.keep, Some(GUARD))?;
-        b.push(" RETURNING case_clocks.warned, case_clocks.overdue_notified)");
-    }
-    if let Some(started) = &clock_rows.started {
-        b.push(", k_started AS (");
-        clocks::push_insert(&mut b, started, Some(started.id), Some(GUARD))?;
-        b.push(")");
-    }
-    b.push(", o AS (");
-    outbox::push_insert(&mut b, &event, after.updated_at, Some(GUARD))?;
-    // The changed clock's notified flags as written: they are kept as stored, which a scheduler may
-    // have marked after the read (-1: no clock changed).
-    b.push(if clock_rows.changed.is_some() {
-        ") SELECT (SELECT COUNT(*) FROM c), COALESCE((SELECT warned FROM k_changed), -1), \
-         COALESCE((SELECT overdue_notified FROM k_changed), -1)"
-    } else {
-        ") SELECT (SELECT COUNT(*) FROM c), CAST(-1 AS BIGINT), CAST(-1 AS BIGINT)"
-    });
-    // `fetch_all`, never `fetch_one`: sqlx's `Any` driver answers `fetch_one` at the first row, before
-    // the server's ReadyForQuery, so an autocommit statement would be reported before its commit is
-    // durable, and a deferred constraint failing at that commit would go unseen. `fetch_all` reads to
-    // the end of the statement's responses, commit included.
-    let rows = b
-        .build()?
-        .fetch_all(&mut *conn)
-        .await
-        .with_context(|| format!("Failed to record a change of case {}", before.number))?;
-    let [row] = rows.as_slice() else {
-        return Err(anyhow::anyhow!(
-            "a change of case {} returned {} rows",
-            before.number,
-            rows.len()
-        )
-        .into());
-    };
-    if row.try_get::<i64, _>(0)? != 1 {
-        return Ok(None);
-    }
-    let (warned, overdue) = (row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(2)?);
-    if let (Some(clock), Some(changed)) = (after.clock.as_mut(), &clock_rows.changed)
-        && clock.id == changed.id
-        && warned >= 0
-    {
-        clock.warned = warned != 0;
-        clock.overdue_notified = overdue != 0;
-    }
-    Ok(Some(after))
+    let changed_clock = clock_rows.changed.as_ref().map(|c| c.id);
+    let row = pg_write::Row::new(before, head, record, after.clone(), clock_rows, event)?;
+    Ok(PlannedPg {
+        outcome: Outcome {
+            after,
+            changed_clock,
+        },
+        row,
+    })
 }
 
 /// Everything one step writes, decided from the case as read before anything is written.

@@ -2012,8 +2012,109 @@ async fn a_warning_marked_while_a_change_is_in_flight_is_not_sent_again(db: Test
     );
 }
 
+/// Concurrent changes of different cases share a statement on PostgreSQL (`pg_write`); a change that
+/// fails at the commit fails alone: the others of its statement are written again without it.
+async fn changes_written_together_fail_only_for_the_change_at_fault(db: TestDb) {
+    assert_eq!(db.dialect(), crate::Dialect::Postgres);
+    let w = std::sync::Arc::new(World::open(&db).await);
+    let start = t("2026-04-10 09:00");
+    let mut cases = Vec::new();
+    for n in 0..12 {
+        let case = w.report("C0101", plus(start, n)).await;
+        cases.push(
+            w.act(&case, Action::Accept, Role::Operator, plus(start, 20))
+                .await,
+        );
+    }
+    // All at once: the first changes take the writers' turns, the rest queue and go together.
+    let all_at_once = |cases: Vec<Case>, action: Action, role: Role, at| {
+        let tasks: Vec<_> = cases
+            .into_iter()
+            .map(|case| {
+                let (w, action) = (w.clone(), action.clone());
+                tokio::spawn(async move { w.try_act(&case, action, role, at).await })
+            })
+            .collect();
+        async move {
+            let mut out = Vec::new();
+            for task in tasks {
+                out.push(task.await.unwrap());
+            }
+            out
+        }
+    };
+    let before = w.store.case_write_stats();
+    let registered: Vec<Case> =
+        all_at_once(cases, Action::Register, Role::ShiftLead, plus(start, 30))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+    let stats = w.store.case_write_stats();
+    assert_eq!(stats.changes - before.changes, 12, "{stats:?}");
+    assert!(
+        stats.statements - before.statements < 12,
+        "no statement wrote more than one change: {stats:?}"
+    );
+    for case in &registered {
+        assert_eq!(case.state, CaseState::Registered);
+        assert!(w.store.verify_audit(case.id).await.unwrap().ok);
+    }
+
+    // Case 5's audit record now fails at the commit of whatever statement holds it.
+    let bad = registered[5].id;
+    w.sql(&format!(
+        "CREATE FUNCTION fail_case_fn() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF NEW.case_id = {bad} THEN RAISE EXCEPTION 'case {bad} is broken at commit'; \
+         END IF; RETURN NULL; END $$"
+    ))
+    .await;
+    w.sql(
+        "CREATE CONSTRAINT TRIGGER fail_case AFTER INSERT ON case_audit \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_case_fn()",
+    )
+    .await;
+    let audit_before = w.count("case_audit").await;
+    let outbox_before = w.count("outbox").await;
+    let bad_before = w.store.case(bad).await.unwrap();
+    let before = w.store.case_write_stats();
+    let dispatched = all_at_once(
+        registered.clone(),
+        Action::Dispatch {
+            department: "sanitation".into(),
+        },
+        Role::Dispatcher,
+        plus(start, 40),
+    )
+    .await;
+    let stats = w.store.case_write_stats();
+    for (case, outcome) in registered.iter().zip(dispatched) {
+        if case.id == bad {
+            let err = outcome.unwrap_err();
+            assert!(format!("{err:?}").contains("broken at commit"), "{err:?}");
+        } else {
+            assert_eq!(outcome.unwrap().state, CaseState::Dispatched);
+        }
+    }
+    assert_eq!(w.store.case(bad).await.unwrap(), bad_before);
+    assert_eq!(w.count("case_audit").await - audit_before, 11);
+    assert_eq!(w.count("outbox").await - outbox_before, 11);
+    assert!(
+        stats.changes - before.changes > 12,
+        "the statement holding the bad change was not written again one by one: {stats:?}"
+    );
+}
+
 /// Tests of an interleaving only PostgreSQL can have.
 mod postgres_only {
+    #[tokio::test]
+    async fn changes_written_together_fail_only_for_the_change_at_fault() {
+        super::changes_written_together_fail_only_for_the_change_at_fault(
+            crate::testing::TestDb::new(crate::Dialect::Postgres).await,
+        )
+        .await
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_warning_marked_while_a_change_is_in_flight_is_not_sent_again() {
         super::a_warning_marked_while_a_change_is_in_flight_is_not_sent_again(

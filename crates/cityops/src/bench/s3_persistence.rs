@@ -248,6 +248,8 @@ const WORKERS: usize = 16;
 /// What [`drive_cases`] measured.
 pub(super) struct Driven {
     pub transitions: usize,
+    /// PostgreSQL statements that wrote the transitions (several changes each under concurrency).
+    pub statements: u64,
     pub create_secs: f64,
     pub transition_secs: f64,
 }
@@ -289,6 +291,7 @@ pub(super) async fn drive_cases(
 
     let steps = lifecycle();
     let transitions = cases * steps.len();
+    let written_before = store.case_write_stats();
     let began = Instant::now();
     let mut tasks = Vec::new();
     for mine in filed {
@@ -347,10 +350,12 @@ pub(super) async fn drive_cases(
     for task in tasks {
         task.await??;
     }
+    let transition_secs = began.elapsed().as_secs_f64();
     Ok(Driven {
         transitions,
+        statements: store.case_write_stats().statements - written_before.statements,
         create_secs,
-        transition_secs: began.elapsed().as_secs_f64(),
+        transition_secs,
     })
 }
 
@@ -433,6 +438,13 @@ pub(super) fn transition_row(
         "create_case_per_s".into(),
         (cases as f64 / driven.create_secs).round().into(),
     );
+    if driven.statements > 0 {
+        details.insert("statements".into(), driven.statements.into());
+        details.insert(
+            "transitions_per_statement".into(),
+            (driven.transitions as f64 / driven.statements as f64).into(),
+        );
+    }
     details.insert("baseline_is".into(), baseline_is.into());
     details.insert(
         "baseline_rows_lost".into(),
