@@ -249,6 +249,19 @@ async fn metrics(
         "Events replayed to websocket clients from the stored log.",
         s.ws_replayed_from_store.get(),
     );
+    let written = state.store.case_write_stats();
+    w.single(
+        "cityops_case_write_statements_total",
+        "counter",
+        "Statements that wrote case changes on PostgreSQL (several changes each under load).",
+        written.statements,
+    );
+    w.single(
+        "cityops_case_write_changes_total",
+        "counter",
+        "Case changes those statements carried, written or found stale.",
+        written.changes,
+    );
     (
         [(
             axum::http::header::CONTENT_TYPE,
