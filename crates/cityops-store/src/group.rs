@@ -20,8 +20,7 @@
 //!
 //! A change cancelled half-way (its future dropped while it holds the turn) leaves its savepoint open;
 //! the next holder rolls back to it first. Other writers ([`begin_write`]) commit an open batch before
-//! their own transaction. On PostgreSQL every change is a transaction of its own: the server commits
-//! concurrent transactions together by itself.
+//! their own transaction. PostgreSQL has its own group commit of case changes: `cases/pg_write.rs`.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;

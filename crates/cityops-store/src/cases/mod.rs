@@ -17,11 +17,12 @@
 //! (version + 1), exactly one audit record (and the chain head on the case), the clock changes, and
 //! exactly one outbox event. Either all of it is committed or none of it. On SQLite that transaction is
 //! `BEGIN IMMEDIATE` (a savepoint of a group commit, [`crate::group`]). On PostgreSQL a transition is
-//! ONE statement of data-modifying CTEs, committed on its own: the case is read without a lock, and
-//! the statement's update of the case is guarded by the version, state and audit head read, every
-//! other write depending on that update's row, so a case that moved on meanwhile gets nothing written
-//! and the change is decided again on a fresh read (optimistic concurrency; after two tries it takes
-//! the row lock, `FOR UPDATE`, as every change did before).
+//! written by ONE statement of data-modifying CTEs, committed on its own or together with the
+//! concurrent changes of other cases ([`pg_write`]): the case is read without a lock, and the
+//! statement's update of the case is guarded by the version, state and audit head read, every other
+//! write depending on that update's row, so a case that moved on meanwhile gets nothing written and
+//! the change is decided again on a fresh read (optimistic concurrency; after two tries it takes the
+//! row lock, `FOR UPDATE`, as every change did before).
 //!
 //! # Event names
 //! `case.created` for a new case, then one event per action ([`event_type_for`]): the action's past
