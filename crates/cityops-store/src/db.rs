@@ -79,9 +79,6 @@ pub(crate) async fn connect(url: &str, dialect: Dialect) -> anyhow::Result<AnyPo
             AnyPoolOptions::new()
                 // An in-memory database exists once per connection: keep exactly one.
                 .max_connections(if in_memory { 1 } else { 4 })
-                // A connection to a file in this process cannot be cut off: no test on check-out
-                // (sqlx's default pings, a round trip to the connection's worker thread).
-                .test_before_acquire(false)
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
