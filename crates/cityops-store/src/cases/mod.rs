@@ -484,10 +484,11 @@ impl Store {
     /// PostgreSQL: optimistic concurrency in two round trips. The case and its audit head are read
     /// without a lock (one statement, which also reserves the id of a clock the change starts); the
     /// change is decided on what was read; then every write goes in ONE statement, committed on its own
-    /// (autocommit: a statement is its own transaction, atomic and durable at commit). The statement's
-    /// first part updates the case only if its id, version, state and audit head are still the ones
-    /// read; every other part (audit record, clocks, outbox event) writes one row per row that update
-    /// returned, so if the guard matches nothing, nothing of the change is written.
+    /// (autocommit: a statement is its own transaction, atomic and durable at commit), which may also
+    /// carry the changes of other cases that came at the same time ([`pg_write`]). The statement's
+    /// update of the case happens only if its id, version, state and audit head are still the ones
+    /// read; every other write of the change (audit record, clocks, outbox event) depends on that
+    /// update's row, so if the guard matches nothing, nothing of the change is written.
     ///
     /// Two concurrent changes of one case: the second's update waits for the first's row lock, finds
     /// the row changed when the first commits, and writes nothing. It then reads again and decides
