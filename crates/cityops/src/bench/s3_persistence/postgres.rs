@@ -95,17 +95,19 @@ async fn incident_batches(
     ))
 }
 
-/// Case transitions with one task and with [`WORKERS`], each against bare single-row durable INSERT
-/// transactions at the same concurrency (PostgreSQL commits concurrent transactions together).
+/// Case transitions with one task, with [`WORKERS`] and with four times as many (how the store's group
+/// commit carries more callers: `transitions_per_statement` in the row's details), each against bare
+/// single-row durable INSERT transactions at the same concurrency (PostgreSQL commits concurrent
+/// transactions together; the bare pool has at most 8 connections).
 async fn case_transitions(
     admin: &str,
     cases: usize,
     made: &mut Vec<ScratchDatabase>,
 ) -> anyhow::Result<Vec<Row>> {
     let transitions = cases * lifecycle().len();
-    let bar = progress((transitions * 4) as u64, "S3 PostgreSQL cases");
+    let bar = progress((transitions * 6) as u64, "S3 PostgreSQL cases");
     let mut out = Vec::new();
-    for workers in [1, WORKERS] {
+    for workers in [1, WORKERS, 4 * WORKERS] {
         let store =
             Store::open(&fresh_database(admin, &format!("cases{workers}"), made).await?).await?;
         let driven = drive_cases(&store, cases, workers, &bar).await?;
