@@ -299,10 +299,20 @@ struct Job {
     reply: oneshot::Sender<Result<Written, String>>,
 }
 
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "case change {} of case {}",
+            self.ticket, self.row.case_id
+        )
+    }
+}
+
 /// The changes of one store waiting to be written, and the turns to write them.
 #[derive(Debug)]
 pub(crate) struct Writer {
-    queue: Mutex<VecDeque<JobSlot>>,
+    queue: Mutex<VecDeque<Job>>,
     turns: Arc<Semaphore>,
     tickets: AtomicU64,
     /// Statements that wrote changes, and the changes they carried (written or not).
@@ -315,19 +325,6 @@ pub(crate) struct Writer {
 pub struct WriteStats {
     pub statements: u64,
     pub changes: u64,
-}
-
-/// A queued job (a newtype so the queue can be `Debug`).
-struct JobSlot(Job);
-
-impl std::fmt::Debug for JobSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "case change {} of case {}",
-            self.0.ticket, self.0.row.case_id
-        )
-    }
 }
 
 impl Default for Writer {
@@ -355,7 +352,7 @@ impl Drop for Queued<'_> {
             .queue
             .lock()
             .expect("the change queue is never poisoned");
-        queue.retain(|slot| slot.0.ticket != self.ticket);
+        queue.retain(|job| job.ticket != self.ticket);
     }
 }
 
@@ -385,7 +382,7 @@ impl Writer {
         self.queue
             .lock()
             .expect("the change queue is never poisoned")
-            .push_back(JobSlot(Job { ticket, row, reply }));
+            .push_back(Job { ticket, row, reply });
         let _queued = Queued {
             writer: self.as_ref(),
             ticket,
@@ -393,13 +390,7 @@ impl Writer {
         loop {
             tokio::select! {
                 biased;
-                outcome = &mut answer => {
-                    return match outcome {
-                        Ok(Ok(written)) => Ok(written),
-                        Ok(Err(e)) => Err(anyhow::anyhow!("Failed to record a change of case {case_id}: {e}").into()),
-                        Err(_) => Err(anyhow::anyhow!("the statement holding a change of case {case_id} was given up").into()),
-                    };
-                }
+                outcome = &mut answer => return answered(case_id, outcome),
                 turn = self.turns.clone().acquire_owned() => {
                     let Ok(turn) = turn else {
                         return Err(anyhow::anyhow!("the case writer is closed").into());
@@ -408,11 +399,7 @@ impl Writer {
                     if batch.is_empty() {
                         // Another writer took this change: its answer comes.
                         drop(turn);
-                        return match answer.await {
-                            Ok(Ok(written)) => Ok(written),
-                            Ok(Err(e)) => Err(anyhow::anyhow!("Failed to record a change of case {case_id}: {e}").into()),
-                            Err(_) => Err(anyhow::anyhow!("the statement holding a change of case {case_id} was given up").into()),
-                        };
+                        return answered(case_id, answer.await);
                     }
                     let pool = pool.clone();
                     let writer = self.clone();
@@ -435,15 +422,32 @@ impl Writer {
             .expect("the change queue is never poisoned");
         let mut batch: Vec<Job> = Vec::new();
         let mut rest = VecDeque::with_capacity(queue.len());
-        while let Some(JobSlot(job)) = queue.pop_front() {
+        while let Some(job) = queue.pop_front() {
             if batch.len() < MAX_BATCH && batch.iter().all(|b| b.row.case_id != job.row.case_id) {
                 batch.push(job);
             } else {
-                rest.push_back(JobSlot(job));
+                rest.push_back(job);
             }
         }
         *queue = rest;
         batch
+    }
+}
+
+/// A caller's change as its writer answered it.
+fn answered(
+    case_id: CaseId,
+    answer: Result<Result<Written, String>, oneshot::error::RecvError>,
+) -> Result<Written, CaseStoreError> {
+    match answer {
+        Ok(Ok(written)) => Ok(written),
+        Ok(Err(e)) => {
+            Err(anyhow::anyhow!("Failed to record a change of case {case_id}: {e}").into())
+        }
+        Err(_) => Err(anyhow::anyhow!(
+            "the statement holding a change of case {case_id} was given up"
+        )
+        .into()),
     }
 }
 
