@@ -62,6 +62,19 @@ pub async fn publish(
     Ok(sent)
 }
 
+/// [`publish`] with owned arguments, for a task on another runtime.
+pub async fn publish_owned(
+    host: String,
+    port: u16,
+    name: String,
+    connections: usize,
+    qos: QoS,
+    phases: Vec<Phase>,
+    make: Arc<MakeMessage>,
+) -> anyhow::Result<Sent> {
+    publish(&host, port, &name, connections, qos, &phases, make).await
+}
+
 async fn publish_connection(
     host: &str,
     port: u16,

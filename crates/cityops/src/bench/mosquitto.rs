@@ -48,6 +48,11 @@ impl Mosquitto {
         }
         Ok(mosquitto)
     }
+
+    /// The broker's process, for its CPU time.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Mosquitto {

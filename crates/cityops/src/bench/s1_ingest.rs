@@ -5,8 +5,8 @@
 //! something (or the load generator cannot offer the rate), then bisecting between the last good
 //! and the first bad rate.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use cityops_core::{Device, DeviceId, DeviceKind};
@@ -15,7 +15,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde::Serialize;
 
 use super::load::{self, Phase};
-use super::report::{Report, Row, cpu_seconds};
+use super::report::{Report, Row, cpu_seconds, process_cpu_seconds, thread_cpu_seconds};
 use super::{Options, s2_rules};
 use crate::app::{App, Mode};
 use crate::settings::Settings;
@@ -34,7 +34,8 @@ struct Load {
 #[derive(Clone)]
 enum Target {
     Embedded,
-    External(String, u16),
+    /// A broker at host and port; with the pid of its process when the bench started it.
+    External(String, u16, Option<u32>),
 }
 
 impl Target {
@@ -54,11 +55,90 @@ struct Step {
     received: u64,
     /// Published / time to hand them over: below the rate when the broker pushed back.
     offered_per_sec: f64,
+    /// CPU time of this whole process (load generator, receiving side and an embedded broker).
     cpu_us_per_reading: f64,
+    cpu_split_us_per_reading: CpuSplit,
     /// Times the embedded broker moved the subscriber ahead in its log during the step (messages
     /// lost for it); always 0 through Mosquitto, which drops past its own queue limits instead.
     broker_cursor_jumps: u64,
     ok: bool,
+}
+
+/// A step's CPU time per reading received, by part. The load generator runs on threads of its own;
+/// the embedded broker's are its server and router threads; the receiver is the rest of this process
+/// (the platform, or the bare subscriber, and the bench's own bookkeeping).
+#[derive(Debug, Clone, Serialize)]
+struct CpuSplit {
+    load_generator: f64,
+    /// An embedded broker's threads, or a broker process the bench started; unknown otherwise.
+    broker: Option<f64>,
+    receiver: f64,
+}
+
+/// CPU seconds used so far: the whole process, its load generator threads and the broker.
+struct Cpu {
+    process: f64,
+    load_generator: f64,
+    broker: Option<f64>,
+    /// Whether the broker's threads are part of `process`.
+    broker_in_process: bool,
+}
+
+/// Names of the embedded broker's threads (`broker::start` names its server `cityops-v4`).
+const BROKER_THREADS: [&str; 2] = ["cityops-v4", "router-"];
+
+/// Name of the load generator's threads.
+const LOAD_THREADS: &str = "bench-s1-load";
+
+impl Cpu {
+    fn read(target: &Target) -> Self {
+        let (broker, broker_in_process) = match target {
+            Target::Embedded => (Some(thread_cpu_seconds(&BROKER_THREADS)), true),
+            Target::External(_, _, Some(pid)) => (Some(process_cpu_seconds(*pid)), false),
+            Target::External(_, _, None) => (None, false),
+        };
+        Self {
+            process: cpu_seconds(),
+            load_generator: thread_cpu_seconds(&[LOAD_THREADS]),
+            broker,
+            broker_in_process,
+        }
+    }
+
+    fn since(&self, earlier: &Cpu) -> Cpu {
+        Cpu {
+            process: self.process - earlier.process,
+            load_generator: self.load_generator - earlier.load_generator,
+            broker: self
+                .broker
+                .zip(earlier.broker)
+                .map(|(now, then)| now - then),
+            broker_in_process: self.broker_in_process,
+        }
+    }
+
+    /// The process less its load generator and (when in it) its broker.
+    fn receiver(&self) -> f64 {
+        let broker = if self.broker_in_process {
+            self.broker.unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        (self.process - self.load_generator - broker).max(0.0)
+    }
+}
+
+/// The load generator's runtime: two workers, as this machine has two cores, kept for the process.
+fn load_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(LOAD_THREADS)
+            .enable_all()
+            .build()
+            .expect("the load generator's runtime starts")
+    })
 }
 
 /// What a side has received so far, and how often the embedded broker skipped its subscriber.
@@ -103,11 +183,15 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         super::MosquittoTarget::None => {}
         super::MosquittoTarget::Spawn => {
             let mosquitto = super::mosquitto::Mosquitto::spawn()?;
-            targets.push(Target::External("127.0.0.1".into(), mosquitto.port));
+            targets.push(Target::External(
+                "127.0.0.1".into(),
+                mosquitto.port,
+                Some(mosquitto.pid()),
+            ));
             _spawned = Some(mosquitto);
         }
         super::MosquittoTarget::At(host, port) => {
-            targets.push(Target::External(host.clone(), *port))
+            targets.push(Target::External(host.clone(), *port, None))
         }
     }
     let mut report = Report::new(
@@ -130,7 +214,10 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
          was offered (the broker did not push back). Search: ×2 from {}/s up to {}/s, then {} \
          bisections. Load generator, broker and platform share this process and its cores; CPU time \
          per reading is the whole process's (load generator and broker included) during the best \
-         step, divided by readings received.",
+         step, divided by readings received; the split gives the load generator's threads (a \
+         runtime of their own), the broker's (its threads, or the Mosquitto process the bench \
+         started) and the receiver's: the rest of this process, the platform or the bare \
+         subscriber.",
         load.step_secs,
         load.connections,
         load.devices,
@@ -159,6 +246,13 @@ fn row(target: &Target, qos: QoS, load: &Load, platform: &Search, baseline: &Sea
     let cpu = |s: &Search| s.best.as_ref().map_or(0.0, |b| b.cpu_us_per_reading);
     details.insert("platform_cpu_us_per_reading".into(), cpu(platform).into());
     details.insert("baseline_cpu_us_per_reading".into(), cpu(baseline).into());
+    let split = |s: &Search| {
+        s.best.as_ref().map_or(serde_json::Value::Null, |b| {
+            serde_json::to_value(&b.cpu_split_us_per_reading).unwrap_or_default()
+        })
+    };
+    details.insert("platform_cpu_split_us_per_reading".into(), split(platform));
+    details.insert("baseline_cpu_split_us_per_reading".into(), split(baseline));
     details.insert("platform_capped".into(), platform.capped.into());
     details.insert("baseline_capped".into(), baseline.capped.into());
     // Lost at the reported rate: 0 by construction when a rate held; when none did, what the lowest
@@ -222,7 +316,7 @@ async fn run_platform(
     settings.ingest.mqtt_qos = qos as u8;
     settings.ingest.mqtt_client_id = format!("cityops-bench-ingest-{}", std::process::id());
     settings.log = "warn".into();
-    if let Target::External(host, port) = target {
+    if let Target::External(host, port, _) = target {
         settings.mqtt_url = Some(format!("mqtt://{host}:{port}"));
     }
     let app = App::start(settings, Mode::Serve).await?;
@@ -242,7 +336,7 @@ async fn run_platform(
     // Accepted, not received: on a shared broker other clients' messages may arrive too. A message
     // the platform sheds under overload is counted there and is not accepted: the step fails.
     let (host, port) = app.mqtt_addr.clone();
-    let searched = search(&host, port, qos, load, "platform", &move || {
+    let searched = search(&host, port, target, qos, load, "platform", &move || {
         (
             stats.messages_accepted.get(),
             stats.mqtt_broker_cursor_jumps.get(),
@@ -269,7 +363,7 @@ async fn run_baseline(target: &Target, qos: QoS, load: &Load) -> anyhow::Result<
             ));
             (broker.addr.ip().to_string(), broker.addr.port())
         }
-        Target::External(host, port) => (host.clone(), *port),
+        Target::External(host, port, _) => (host.clone(), *port),
     };
     let received = Arc::new(AtomicU64::new(0));
     let mut options = MqttOptions::new(
@@ -307,7 +401,7 @@ async fn run_baseline(target: &Target, qos: QoS, load: &Load) -> anyhow::Result<
         }
     });
     tokio::time::timeout(Duration::from_secs(10), subscribed_rx).await??;
-    let searched = search(&host, port, qos, load, "baseline", &move || {
+    let searched = search(&host, port, target, qos, load, "baseline", &move || {
         (
             received.load(Ordering::Relaxed),
             broker_stats.mqtt_broker_cursor_jumps.get(),
@@ -338,6 +432,7 @@ pub(crate) fn check_nothing_lost(options: &Options, report: &Report) -> anyhow::
 async fn search(
     host: &str,
     port: u16,
+    target: &Target,
     qos: QoS,
     load: &Load,
     side: &str,
@@ -349,7 +444,18 @@ async fn search(
     let mut rate = load.start_rate;
     let mut capped = false;
     loop {
-        let s = step(host, port, qos, load, side, steps.len(), rate, counts).await?;
+        let s = step(
+            host,
+            port,
+            target,
+            qos,
+            load,
+            side,
+            steps.len(),
+            rate,
+            counts,
+        )
+        .await?;
         steps.push(s.clone());
         if s.ok {
             best = Some(s);
@@ -365,7 +471,18 @@ async fn search(
     }
     while best.is_none() && rate > load.start_rate / 8 {
         rate /= 2;
-        let s = step(host, port, qos, load, side, steps.len(), rate, counts).await?;
+        let s = step(
+            host,
+            port,
+            target,
+            qos,
+            load,
+            side,
+            steps.len(),
+            rate,
+            counts,
+        )
+        .await?;
         steps.push(s.clone());
         if s.ok {
             best = Some(s);
@@ -381,7 +498,18 @@ async fn search(
         if bad - good.rate < good.rate / 20 {
             break;
         }
-        let s = step(host, port, qos, load, side, steps.len(), mid, counts).await?;
+        let s = step(
+            host,
+            port,
+            target,
+            qos,
+            load,
+            side,
+            steps.len(),
+            mid,
+            counts,
+        )
+        .await?;
         steps.push(s.clone());
         if s.ok {
             best = Some(s);
@@ -401,6 +529,7 @@ async fn search(
 async fn step(
     host: &str,
     port: u16,
+    target: &Target,
     qos: QoS,
     load: &Load,
     side: &str,
@@ -433,23 +562,26 @@ async fn step(
         count: (per_sec * load.step_secs).round().max(1.0) as u64,
     }];
     let (before, jumps_before) = counts();
-    let cpu_before = cpu_seconds();
-    let sent = load::publish(
-        host,
-        port,
-        &format!("cityops-bench-s1-{side}-{}-{index}", qos as u8),
-        connections,
-        qos,
-        &phases,
-        make,
-    )
-    .await?;
+    let cpu_before = Cpu::read(target);
+    // On a runtime of its own, so that its CPU time is told apart from the receiving side's.
+    let sent = load_runtime()
+        .spawn(load::publish_owned(
+            host.to_string(),
+            port,
+            format!("cityops-bench-s1-{side}-{}-{index}", qos as u8),
+            connections,
+            qos,
+            phases.to_vec(),
+            make,
+        ))
+        .await??;
     let (now, _) = load::settle(before + sent.published, Duration::from_secs(2), || {
         counts().0
     })
     .await;
     let received = now - before;
-    let cpu_secs = cpu_seconds() - cpu_before;
+    let cpu = Cpu::read(target).since(&cpu_before);
+    let per_reading = |secs: f64| secs * 1e6 / received.max(1) as f64;
     // rumqttd pushes its alerts once a second.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let broker_cursor_jumps = counts().1 - jumps_before;
@@ -457,9 +589,14 @@ async fn step(
     let ok = received >= sent.published
         && sent.acked >= sent.published
         && offered_per_sec >= OFFERED_SHARE * rate as f64;
+    let split = CpuSplit {
+        load_generator: per_reading(cpu.load_generator),
+        broker: cpu.broker.map(per_reading),
+        receiver: per_reading(cpu.receiver()),
+    };
     println!(
         "S1 {side} QoS {} step {index}: {rate}/s offered {offered_per_sec:.0}/s, {received} of {} \
-         arrived{}{}",
+         arrived{}{}; CPU µs per reading: load {:.1}, broker {}, receiver {:.1}",
         qos as u8,
         sent.published,
         if broker_cursor_jumps > 0 {
@@ -467,14 +604,20 @@ async fn step(
         } else {
             String::new()
         },
-        if ok { "" } else { " — does not hold" }
+        if ok { "" } else { " — does not hold" },
+        split.load_generator,
+        split
+            .broker
+            .map_or_else(|| "?".to_string(), |b| format!("{b:.1}")),
+        split.receiver,
     );
     Ok(Step {
         rate,
         published: sent.published,
         received,
         offered_per_sec,
-        cpu_us_per_reading: cpu_secs * 1e6 / received.max(1) as f64,
+        cpu_us_per_reading: per_reading(cpu.process),
+        cpu_split_us_per_reading: split,
         broker_cursor_jumps,
         ok,
     })
