@@ -141,19 +141,26 @@ async fn publish_connection(
     })
 }
 
-/// Waits until `count()` reaches `target` or has not changed for `quiet`; returns the last value
-/// and when it last changed.
-pub async fn settle(target: u64, quiet: Duration, count: impl Fn() -> u64) -> (u64, Instant) {
-    let mut last = count();
-    let mut last_change = Instant::now();
+/// Notes a reading of a count: `seen` holds its last value and when that value changed.
+pub fn observe(seen: &mut (u64, Instant), now: u64) {
+    if now != seen.0 {
+        *seen = (now, Instant::now());
+    }
+}
+
+/// Waits until `count()` reaches `target` or has not changed for `quiet`, going on from `seen` (the
+/// count's last value and when it changed, as watched so far); returns the last value and when it
+/// last changed (to the 5 ms the count is read at).
+pub async fn settle(
+    target: u64,
+    quiet: Duration,
+    mut seen: (u64, Instant),
+    count: impl Fn() -> u64,
+) -> (u64, Instant) {
     loop {
-        let now = count();
-        if now != last {
-            last = now;
-            last_change = Instant::now();
-        }
-        if now >= target || last_change.elapsed() > quiet {
-            return (now, last_change);
+        observe(&mut seen, count());
+        if seen.0 >= target || seen.1.elapsed() > quiet {
+            return seen;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
