@@ -53,6 +53,8 @@ struct Step {
     rate: u64,
     published: u64,
     received: u64,
+    /// QoS 1 acknowledgements the load generator got (= published at QoS 0).
+    acked: u64,
     /// Published / time to hand them over: below the rate when the broker pushed back.
     offered_per_sec: f64,
     /// Received / time from the step's start to the last arrival: below the rate when the receiver
@@ -65,6 +67,16 @@ struct Step {
     /// lost for it); always 0 through Mosquitto, which drops past its own queue limits instead.
     broker_cursor_jumps: u64,
     ok: bool,
+}
+
+impl Step {
+    /// Messages that never arrived, or QoS 1 publishes never acknowledged. A step that failed on
+    /// speed alone (offered or taken under [`SHARE`] of the rate) lost nothing.
+    fn lost(&self) -> u64 {
+        self.published
+            .saturating_sub(self.received)
+            .max(self.published.saturating_sub(self.acked))
+    }
 }
 
 /// A step's CPU time per reading received, by part. The load generator runs on threads of its own;
@@ -270,7 +282,7 @@ fn row(target: &Target, qos: QoS, load: &Load, platform: &Search, baseline: &Sea
             .steps
             .iter()
             .min_by_key(|st| st.rate)
-            .map_or(1, |st| st.published.saturating_sub(st.received).max(1)),
+            .map_or(1, Step::lost),
     };
     details.insert("platform_lost".into(), lost(platform).into());
     details.insert("baseline_lost".into(), lost(baseline).into());
@@ -636,6 +648,7 @@ async fn step(
         rate,
         published: sent.published,
         received,
+        acked: sent.acked,
         offered_per_sec,
         delivered_per_sec,
         cpu_us_per_reading: per_reading(cpu.process),
@@ -643,4 +656,63 @@ async fn step(
         broker_cursor_jumps,
         ok,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(published: u64, received: u64, acked: u64, ok: bool) -> Step {
+        Step {
+            rate: 1_000,
+            published,
+            received,
+            acked,
+            offered_per_sec: 1_000.0,
+            delivered_per_sec: 500.0,
+            cpu_us_per_reading: 0.0,
+            cpu_split_us_per_reading: CpuSplit {
+                load_generator: 0.0,
+                broker: None,
+                receiver: 0.0,
+            },
+            broker_cursor_jumps: 0,
+            ok,
+        }
+    }
+
+    #[test]
+    fn a_step_too_slow_loses_nothing_a_missing_message_or_acknowledgement_is_lost() {
+        // Everything arrived and was acknowledged, only too slowly: a speed figure, not a loss.
+        assert_eq!(step(3_000, 3_000, 3_000, false).lost(), 0);
+        assert_eq!(step(3_000, 2_990, 3_000, false).lost(), 10);
+        assert_eq!(step(3_000, 3_000, 2_900, false).lost(), 100);
+        // When no step held, the row reports the lowest rate's loss (the quick run fails on it).
+        let slow = |rate: u64, lost: u64| Step {
+            rate,
+            ..step(rate, rate - lost, rate, false)
+        };
+        let search = |steps: Vec<Step>| Search {
+            steps,
+            best: None,
+            capped: false,
+        };
+        let load = Load {
+            devices: 10,
+            connections: 1,
+            step_secs: 1.0,
+            start_rate: 2_000,
+            max_rate: 4_000,
+            bisections: 0,
+        };
+        let row = row(
+            &Target::Embedded,
+            QoS::AtMostOnce,
+            &load,
+            &search(vec![slow(2_000, 0), slow(1_000, 0)]),
+            &search(vec![slow(2_000, 5), slow(1_000, 1)]),
+        );
+        assert_eq!(row.details["platform_lost"], 0);
+        assert_eq!(row.details["baseline_lost"], 1);
+    }
 }
