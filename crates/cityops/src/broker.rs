@@ -172,7 +172,7 @@ mod tests {
     use std::time::Duration;
 
     /// A subscriber that stops reading while a publisher fills the broker's (tiny) log is moved
-    /// ahead by rumqttd when it reads again: that loss is counted, not silent.
+    /// ahead by rumqttd: that loss is counted, not silent.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_subscriber_skipped_ahead_in_the_log_is_counted() {
         let limits = BrokerSettings {
@@ -206,8 +206,9 @@ mod tests {
         // The subscriber's event loop is not polled now: its socket fills up, then the broker's
         // queue for it, and the publisher runs through the log many times over.
         let driver = flood(port).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(stats.mqtt_broker_cursor_jumps.get(), 0, "nothing read yet");
+        // (The broker's side of the connection goes on writing into the socket until it is full, so
+        // the router may already skip the subscriber before the client reads again: on a loaded
+        // machine a jump is sometimes counted here.)
 
         // Reading again: the broker finds the subscriber's place in the log gone.
         let reader = tokio::spawn(async move { while sub_loop.poll().await.is_ok() {} });
