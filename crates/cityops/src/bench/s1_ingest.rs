@@ -462,19 +462,10 @@ async fn search(
     let mut failed: Option<u64> = None;
     let mut rate = load.start_rate;
     let mut capped = false;
+    let run =
+        |index: usize, rate: u64| step(host, port, target, qos, load, side, index, rate, counts);
     loop {
-        let s = step(
-            host,
-            port,
-            target,
-            qos,
-            load,
-            side,
-            steps.len(),
-            rate,
-            counts,
-        )
-        .await?;
+        let s = run(steps.len(), rate).await?;
         steps.push(s.clone());
         if s.ok {
             best = Some(s);
@@ -490,18 +481,7 @@ async fn search(
     }
     while best.is_none() && rate > load.start_rate / 8 {
         rate /= 2;
-        let s = step(
-            host,
-            port,
-            target,
-            qos,
-            load,
-            side,
-            steps.len(),
-            rate,
-            counts,
-        )
-        .await?;
+        let s = run(steps.len(), rate).await?;
         steps.push(s.clone());
         if s.ok {
             best = Some(s);
@@ -517,18 +497,7 @@ async fn search(
         if bad - good.rate < good.rate / 20 {
             break;
         }
-        let s = step(
-            host,
-            port,
-            target,
-            qos,
-            load,
-            side,
-            steps.len(),
-            mid,
-            counts,
-        )
-        .await?;
+        let s = run(steps.len(), mid).await?;
         steps.push(s.clone());
         if s.ok {
             best = Some(s);
