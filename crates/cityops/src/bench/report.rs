@@ -265,18 +265,10 @@ pub(crate) fn proc_status_kb(process: &str, key: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// CPU time (user + system) this process has used, in seconds.
-pub fn cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| stat_cpu_seconds(&stat))
-        .unwrap_or(0.0)
-}
-
-/// CPU time (user + system) of another process (a broker the bench started), in seconds; 0 when
-/// it cannot be read.
-pub fn process_cpu_seconds(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+/// CPU time (user + system) of `/proc/PROCESS` (`self`, or the pid of a broker the bench started), in
+/// seconds; 0 when it cannot be read.
+pub fn process_cpu_seconds(process: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{process}/stat"))
         .ok()
         .and_then(|stat| stat_cpu_seconds(&stat))
         .unwrap_or(0.0)

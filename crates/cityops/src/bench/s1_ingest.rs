@@ -15,7 +15,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde::Serialize;
 
 use super::load::{self, Phase};
-use super::report::{Report, Row, cpu_seconds, process_cpu_seconds, thread_cpu_seconds};
+use super::report::{Report, Row, process_cpu_seconds, thread_cpu_seconds};
 use super::{Options, s2_rules};
 use crate::app::{App, Mode};
 use crate::settings::Settings;
@@ -95,8 +95,6 @@ struct Cpu {
     process: f64,
     load_generator: f64,
     broker: Option<f64>,
-    /// Whether the broker's threads are part of `process`.
-    broker_in_process: bool,
 }
 
 /// Names of the embedded broker's threads (`broker::start` names its server `cityops-v4`).
@@ -107,16 +105,15 @@ const LOAD_THREADS: &str = "bench-s1-load";
 
 impl Cpu {
     fn read(target: &Target) -> Self {
-        let (broker, broker_in_process) = match target {
-            Target::Embedded => (Some(thread_cpu_seconds(&BROKER_THREADS)), true),
-            Target::External(_, _, Some(pid)) => (Some(process_cpu_seconds(*pid)), false),
-            Target::External(_, _, None) => (None, false),
+        let broker = match target {
+            Target::Embedded => Some(thread_cpu_seconds(&BROKER_THREADS)),
+            Target::External(_, _, Some(pid)) => Some(process_cpu_seconds(&pid.to_string())),
+            Target::External(_, _, None) => None,
         };
         Self {
-            process: cpu_seconds(),
+            process: process_cpu_seconds("self"),
             load_generator: thread_cpu_seconds(&[LOAD_THREADS]),
             broker,
-            broker_in_process,
         }
     }
 
@@ -128,16 +125,14 @@ impl Cpu {
                 .broker
                 .zip(earlier.broker)
                 .map(|(now, then)| now - then),
-            broker_in_process: self.broker_in_process,
         }
     }
 
-    /// The process less its load generator and (when in it) its broker.
-    fn receiver(&self) -> f64 {
-        let broker = if self.broker_in_process {
-            self.broker.unwrap_or(0.0)
-        } else {
-            0.0
+    /// The process less its load generator and, for the embedded broker, its broker threads.
+    fn receiver(&self, target: &Target) -> f64 {
+        let broker = match target {
+            Target::Embedded => self.broker.unwrap_or(0.0),
+            Target::External(..) => 0.0,
         };
         (self.process - self.load_generator - broker).max(0.0)
     }
@@ -594,7 +589,7 @@ async fn step(
     let split = CpuSplit {
         load_generator: per_reading(cpu.load_generator),
         broker: cpu.broker.map(per_reading),
-        receiver: per_reading(cpu.receiver()),
+        receiver: per_reading(cpu.receiver(target)),
     };
     println!(
         "S1 {side} QoS {} step {index}: {rate}/s offered {offered_per_sec:.0}/s, {received} of {} \
