@@ -253,13 +253,13 @@ async fn metrics(
     w.single(
         "cityops_case_write_statements_total",
         "counter",
-        "Statements that wrote case changes on PostgreSQL (several changes each under load).",
+        "Statements (PostgreSQL) or commits (SQLite) that wrote case changes (several changes each under load).",
         written.statements,
     );
     w.single(
         "cityops_case_write_changes_total",
         "counter",
-        "Case changes those statements carried, written or found stale.",
+        "Case changes those statements or commits carried (on PostgreSQL also those found stale).",
         written.changes,
     );
     (

@@ -85,10 +85,12 @@ pub(crate) async fn connect(url: &str, dialect: Dialect) -> anyhow::Result<AnyPo
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         // WAL with FULL sync: a committed incident or case change survives a crash.
+                        // The busy timeout first: the journal-mode pragma needs a lock, and a
+                        // connection opened while another writes would fail at once without it.
                         for pragma in [
+                            "PRAGMA busy_timeout = 10000",
                             "PRAGMA journal_mode = WAL",
                             "PRAGMA synchronous = FULL",
-                            "PRAGMA busy_timeout = 10000",
                             "PRAGMA foreign_keys = ON",
                         ] {
                             conn.execute(pragma).await?;
@@ -271,6 +273,13 @@ impl<'q> SqlBuilder<'q> {
             None => Ok(sqlx::query_with(&self.sql, args)),
             Some(e) => Err(sqlx::Error::Encode(e)),
         }
+    }
+
+    /// Puts `before` in front of the SQL and `after` behind it: statements without placeholders, so
+    /// the arguments stay in their places.
+    pub fn wrap(&mut self, before: &str, after: &str) {
+        self.sql.insert_str(0, before);
+        self.sql.push_str(after);
     }
 
     /// The statement, returning one column.

@@ -18,19 +18,31 @@
 //!    them, and none of their changes stays. A member also commits the batch itself if the one it was
 //!    handed to went away (a cancelled request), so no batch is left open.
 //!
+//! Every statement is a call to the connection's SQLite thread and back, and on two cores those
+//! hand-offs, not SQLite, were most of a transition's time. So a change begun with
+//! [`ChangeTx::begin_bundled`] reads first, outside any savepoint (a read changes nothing), and sends
+//! all its writes in ONE call ([`ChangeTx::write`]): `SAVEPOINT change; …writes…; RELEASE SAVEPOINT
+//! change`. If a write fails, SQLite stops there and the savepoint is still open to roll back to;
+//! once the call returned, the writes are part of the batch.
+//!
 //! A change cancelled half-way (its future dropped while it holds the turn) leaves its savepoint open;
-//! the next holder rolls back to it first. Other writers ([`begin_write`]) commit an open batch before
-//! their own transaction. PostgreSQL has its own group commit of case changes: `cases/pg_write.rs`.
+//! the next holder rolls back to it first (a change that fails or is cancelled after its bundled
+//! writes were released cannot be taken out any more: the batch is given up and its members are
+//! told). Other writers ([`begin_write`]) commit an open batch before their own transaction. PostgreSQL has its own group commit of case changes: `cases/pg_write.rs`.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use sqlx::{Any, AnyConnection, AnyPool, Executor as _, Transaction};
+use futures_util::TryStreamExt as _;
+use sqlx::any::{AnyQueryResult, AnyRow};
+use sqlx::{Any, AnyConnection, AnyPool, Either, Executor as _, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
 use crate::Dialect;
+use crate::cases::WriteStats;
+use crate::db::SqlBuilder;
 
 /// The most changes one commit holds: bounds the wait of the first of them.
 pub(crate) const MAX_GROUP: usize = 64;
@@ -41,6 +53,14 @@ pub(crate) struct WriteTurn {
     state: Arc<Mutex<TurnState>>,
     /// Callers queued for the turn (a hint: someone will take an open batch on).
     waiting: Arc<AtomicUsize>,
+    counts: Arc<Counts>,
+}
+
+/// Batches committed and the changes they held: `changes / commits` is the mean group size.
+#[derive(Debug, Default)]
+struct Counts {
+    commits: AtomicU64,
+    changes: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -53,12 +73,24 @@ struct Batch {
     tx: Transaction<'static, Any>,
     /// Changes done and waiting for the commit.
     members: Vec<oneshot::Sender<Result<(), String>>>,
-    /// A change runs (still set if its caller went away half-way).
-    in_change: bool,
-    /// The running change has a savepoint: it joined a batch with members. The first change of a
-    /// batch has none (a failure of it rolls back the whole, so far empty, transaction), which spares
-    /// a lone caller two statements.
-    savepoint: bool,
+    /// The running change (still set if its caller went away half-way).
+    change: Option<Change>,
+}
+
+/// Where the running change of a batch stands, which says how to take it out again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// The first change of the batch, without a savepoint: a failure of it rolls back the whole, so
+    /// far empty, transaction (which spares a lone caller two statements).
+    First,
+    /// It joined a batch with members and runs inside `SAVEPOINT change`, opened when it began.
+    InSavepoint,
+    /// It joined a batch with members and has only read so far: its savepoint opens with its writes.
+    Reading,
+    /// Its bundled writes were sent: their savepoint is open if they failed.
+    Writing,
+    /// Its bundled writes all ran and their savepoint was released: they are part of the batch.
+    Written,
 }
 
 /// Counts a caller as waiting for the turn until it has it, also when its future is dropped.
@@ -78,6 +110,14 @@ impl Drop for Waiting {
 }
 
 impl WriteTurn {
+    /// Grouped commits of case changes so far, and the changes they committed.
+    pub(crate) fn stats(&self) -> WriteStats {
+        WriteStats {
+            statements: self.counts.commits.load(Ordering::Relaxed),
+            changes: self.counts.changes.load(Ordering::Relaxed),
+        }
+    }
+
     async fn take(&self) -> OwnedMutexGuard<TurnState> {
         let _waiting = Waiting::new(&self.waiting);
         self.state.clone().lock_owned().await
@@ -85,11 +125,17 @@ impl WriteTurn {
 }
 
 /// Commits the open batch, if any, and tells its members.
-async fn commit_batch(state: &mut TurnState) {
+async fn commit_batch(state: &mut TurnState, counts: &Counts) {
     let Some(batch) = state.open.take() else {
         return;
     };
     let result = batch.tx.commit().await.map_err(|e| e.to_string());
+    if result.is_ok() && !batch.members.is_empty() {
+        counts.commits.fetch_add(1, Ordering::Relaxed);
+        counts
+            .changes
+            .fetch_add(batch.members.len() as u64, Ordering::Relaxed);
+    }
     for member in batch.members {
         let _ = member.send(result.clone());
     }
@@ -101,11 +147,27 @@ async fn roll_back_change(state: &mut TurnState) {
     let Some(batch) = state.open.as_mut() else {
         return;
     };
-    if !batch.savepoint {
-        // The first change of the batch: nothing else is in the transaction.
-        debug_assert!(batch.members.is_empty());
-        state.open = None;
-        return;
+    match batch.change {
+        None => return,
+        Some(Change::First) => {
+            // Nothing else is in the transaction.
+            debug_assert!(batch.members.is_empty());
+            state.open = None;
+            return;
+        }
+        Some(Change::Reading) => {
+            // Nothing written.
+            batch.change = None;
+            return;
+        }
+        Some(Change::InSavepoint | Change::Writing) => {}
+        Some(Change::Written) => {
+            tracing::error!(
+                "a case change went away after its writes joined the batch; the batch is given up"
+            );
+            give_up(state, "a change in the batch went away half-way");
+            return;
+        }
     }
     let undone: sqlx::Result<()> = async {
         batch.tx.execute("ROLLBACK TO SAVEPOINT change").await?;
@@ -114,15 +176,19 @@ async fn roll_back_change(state: &mut TurnState) {
     }
     .await;
     match undone {
-        Ok(()) => batch.in_change = false,
+        Ok(()) => batch.change = None,
         Err(e) => {
             tracing::error!(error = %e, "could not roll a case change back to its savepoint; the batch is given up");
-            if let Some(batch) = state.open.take() {
-                for member in batch.members {
-                    let _ = member.send(Err(format!("rolled back with a failed change: {e}")));
-                }
-                // Dropping the transaction rolls it back.
-            }
+            give_up(state, &format!("rolled back with a failed change: {e}"));
+        }
+    }
+}
+
+/// Rolls the open batch back (by dropping its transaction) and tells its members why.
+fn give_up(state: &mut TurnState, why: &str) {
+    if let Some(batch) = state.open.take() {
+        for member in batch.members {
+            let _ = member.send(Err(why.to_string()));
         }
     }
 }
@@ -163,10 +229,10 @@ pub(crate) async fn begin_write(
     match dialect {
         Dialect::Sqlite => {
             let mut state = turn.take().await;
-            if state.open.as_ref().is_some_and(|b| b.in_change) {
+            if state.open.as_ref().is_some_and(|b| b.change.is_some()) {
                 roll_back_change(&mut state).await;
             }
-            commit_batch(&mut state).await;
+            commit_batch(&mut state, &turn.counts).await;
             Ok(Tx {
                 inner: pool.begin_with("BEGIN IMMEDIATE").await?,
                 _turn: Some(state),
@@ -190,13 +256,32 @@ pub(crate) enum ChangeTx {
 }
 
 impl ChangeTx {
-    /// Takes the turn and starts a change.
+    /// Takes the turn and starts a change that writes through the connection (`Deref`).
     pub async fn begin(pool: &AnyPool, dialect: Dialect, turn: &WriteTurn) -> sqlx::Result<Self> {
+        Self::start(pool, dialect, turn, false).await
+    }
+
+    /// Takes the turn and starts a change that reads through the connection and sends all its writes
+    /// in one call to [`ChangeTx::write`] (SQLite; on PostgreSQL the same as [`ChangeTx::begin`]).
+    pub async fn begin_bundled(
+        pool: &AnyPool,
+        dialect: Dialect,
+        turn: &WriteTurn,
+    ) -> sqlx::Result<Self> {
+        Self::start(pool, dialect, turn, true).await
+    }
+
+    async fn start(
+        pool: &AnyPool,
+        dialect: Dialect,
+        turn: &WriteTurn,
+        bundled: bool,
+    ) -> sqlx::Result<Self> {
         if dialect == Dialect::Postgres {
             return Ok(ChangeTx::Alone(pool.begin().await?));
         }
         let mut state = turn.take().await;
-        if state.open.as_ref().is_some_and(|b| b.in_change) {
+        if state.open.as_ref().is_some_and(|b| b.change.is_some()) {
             // The change before went away half-way: nothing of it may be committed.
             roll_back_change(&mut state).await;
         }
@@ -204,28 +289,58 @@ impl ChangeTx {
             state.open = Some(Batch {
                 tx: pool.begin_with("BEGIN IMMEDIATE").await?,
                 members: Vec::new(),
-                in_change: false,
-                savepoint: false,
+                change: None,
             });
         }
         let batch = state.open.as_mut().expect("a batch was just opened");
-        batch.savepoint = !batch.members.is_empty();
-        if batch.savepoint
-            && let Err(e) = batch.tx.execute("SAVEPOINT change").await
-        {
-            // The transaction is unusable: give up the batch, its members are told.
-            if let Some(batch) = state.open.take() {
-                for member in batch.members {
-                    let _ = member.send(Err(format!("the shared transaction failed: {e}")));
+        let change = match (batch.members.is_empty(), bundled) {
+            (true, _) => Change::First,
+            (false, true) => Change::Reading,
+            (false, false) => {
+                if let Err(e) = batch.tx.execute("SAVEPOINT change").await {
+                    // The transaction is unusable: give up the batch, its members are told.
+                    give_up(&mut state, &format!("the shared transaction failed: {e}"));
+                    return Err(e);
                 }
+                Change::InSavepoint
             }
-            return Err(e);
-        }
-        batch.in_change = true;
+        };
+        state.open.as_mut().expect("a batch is open").change = Some(change);
         Ok(ChangeTx::Grouped {
             state,
             turn: turn.clone(),
         })
+    }
+
+    /// Runs the change's writes, `sql` (SQLite only: statements separated by `;`, anonymous `?`
+    /// placeholders only), in ONE call to the connection: inside its savepoint when the change joined
+    /// other changes. Returns each statement's outcome in order. At most once per change begun with
+    /// [`ChangeTx::begin_bundled`]; on an error the change must end with [`ChangeTx::finish`] and an
+    /// error.
+    pub async fn write(&mut self, sql: &mut SqlBuilder<'_>) -> sqlx::Result<Vec<Outcome>> {
+        let (conn, change) = match self {
+            ChangeTx::Alone(tx) => (&mut **tx, None),
+            ChangeTx::Grouped { state, .. } => {
+                let batch = state.open.as_mut().expect("a change runs in an open batch");
+                (&mut *batch.tx, Some(&mut batch.change))
+            }
+        };
+        let wrapped = match change {
+            Some(change @ Some(Change::Reading)) => {
+                sql.wrap("SAVEPOINT change; ", "; RELEASE SAVEPOINT change");
+                *change = Some(Change::Writing);
+                Some(change)
+            }
+            _ => None,
+        };
+        let mut outcomes = outcomes(conn.fetch_many(sql.build()?)).await?;
+        if let Some(change) = wrapped {
+            *change = Some(Change::Written);
+            // The savepoint's own two statements.
+            outcomes.pop();
+            outcomes.remove(0);
+        }
+        Ok(outcomes)
     }
 
     /// Ends the change with its outcome: committed (durably, before this returns) when `result` is
@@ -253,26 +368,32 @@ impl ChangeTx {
                         if turn.waiting.load(Ordering::SeqCst) == 0
                             || state.open.as_ref().is_some_and(|b| b.members.is_empty())
                         {
-                            commit_batch(&mut state).await;
+                            commit_batch(&mut state, &turn.counts).await;
                         }
                         return Err(e);
                     }
                     Ok(value) => value,
                 };
                 let batch = state.open.as_mut().expect("a change runs in an open batch");
-                if batch.savepoint
+                if batch.change == Some(Change::Writing) {
+                    // Its bundled writes failed, yet it reports success: take it out.
+                    roll_back_change(&mut state).await;
+                    commit_batch(&mut state, &turn.counts).await;
+                    return Err(fail("a change ended well after its writes failed".into()));
+                }
+                if batch.change == Some(Change::InSavepoint)
                     && let Err(e) = batch.tx.execute("RELEASE SAVEPOINT change").await
                 {
                     let message = format!("could not release a change's savepoint: {e}");
                     roll_back_change(&mut state).await;
-                    commit_batch(&mut state).await;
+                    commit_batch(&mut state, &turn.counts).await;
                     return Err(fail(message));
                 }
-                batch.in_change = false;
+                batch.change = None;
                 let (done, mut committed) = oneshot::channel();
                 batch.members.push(done);
                 if turn.waiting.load(Ordering::SeqCst) == 0 || batch.members.len() >= MAX_GROUP {
-                    commit_batch(&mut state).await;
+                    commit_batch(&mut state, &turn.counts).await;
                 }
                 drop(state);
                 loop {
@@ -287,9 +408,9 @@ impl ChangeTx {
                         // The caller the batch was handed to may have gone away: commit it then.
                         () = tokio::time::sleep(Duration::from_millis(5)) => {
                             if let Ok(mut state) = turn.state.clone().try_lock_owned()
-                                && state.open.as_ref().is_some_and(|b| !b.in_change)
+                                && state.open.as_ref().is_some_and(|b| b.change.is_none())
                             {
-                                commit_batch(&mut state).await;
+                                commit_batch(&mut state, &turn.counts).await;
                             }
                         }
                     }
@@ -329,4 +450,26 @@ impl DerefMut for ChangeTx {
             ChangeTx::Alone(tx) => tx,
         }
     }
+}
+
+/// What one statement of a bundle did.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outcome {
+    pub rows_affected: u64,
+}
+
+/// The results of a multi-statement call, one [`Outcome`] per statement (rows a statement returns
+/// are not kept; sqlx's `Any` driver does not carry SQLite's last inserted id either).
+async fn outcomes(
+    mut stream: futures_util::stream::BoxStream<'_, sqlx::Result<Either<AnyQueryResult, AnyRow>>>,
+) -> sqlx::Result<Vec<Outcome>> {
+    let mut outcomes = Vec::new();
+    while let Some(item) = stream.try_next().await? {
+        if let Either::Left(result) = item {
+            outcomes.push(Outcome {
+                rows_affected: result.rows_affected(),
+            });
+        }
+    }
+    Ok(outcomes)
 }

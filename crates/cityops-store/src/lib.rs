@@ -172,6 +172,11 @@ impl Store {
         group::ChangeTx::begin(&self.pool, self.dialect, &self.turn).await
     }
 
+    /// Starts a case change that sends all its writes in one call ([`group::ChangeTx::write`]).
+    pub(crate) async fn bundled_change_tx(&self) -> sqlx::Result<group::ChangeTx> {
+        group::ChangeTx::begin_bundled(&self.pool, self.dialect, &self.turn).await
+    }
+
     /// Starts a write transaction (see [`Store`]).
     pub(crate) async fn write_tx(&self) -> sqlx::Result<db::Tx> {
         db::begin_write(&self.pool, self.dialect, &self.turn).await

@@ -432,47 +432,21 @@ impl Store {
         }
     }
 
-    /// SQLite: read and write in the group-committed transaction, one statement a write (each is a
-    /// call into the same process, so one statement saves nothing).
+    /// SQLite: read and decide under the write lock, in the group-committed transaction
+    /// ([`crate::group`]), then send every write in ONE call ([`write_planned`]): each call is a
+    /// hand-off to the connection's thread and back, which cost more than the statements.
     async fn apply_transition_locked(
         &self,
         change: &CaseChange<'_>,
         note: Option<&str>,
         evidence: &[String],
     ) -> Result<Case, CaseStoreError> {
-        let mut tx = self.change_tx().await?;
+        let mut tx = self.bundled_change_tx().await?;
         let result: Result<Case, CaseStoreError> = async {
-            let (case, head, _) =
-                load_for_change(&mut tx, self.dialect, change.case_id, true, false).await?;
-            let Planned {
-                before,
-                mut after,
-                record,
-                mut clock_rows,
-            } = plan_change(change, case, &head, note, evidence, None)?;
-            let mut b = SqlBuilder::new(self.dialect, "");
-            record.push_insert(&mut b, None)?;
-            b.build()?.execute(&mut *tx).await.with_context(|| {
-                format!(
-                    "Failed to append to the audit trail of case {}",
-                    before.number
-                )
-            })?;
-            let mut b = SqlBuilder::new(self.dialect, "");
-            push_case_update(&mut b, &before, &head, &record, &after);
-            let updated = b.build()?.execute(&mut *tx).await?.rows_affected();
-            clocks::write(&mut tx, self.dialect, &mut clock_rows).await?;
-            after.clock = clock_rows.running_after(before.clock.as_ref());
-            // The event is written last: if anything before fails, there is no event either.
-            let event = transition_event(change, note, &record, &after);
-            outbox::insert(&mut tx, self.dialect, &event, after.updated_at).await?;
-            if updated != 1 {
-                // Cannot happen: the transaction holds SQLite's write lock since the read.
-                return Err(
-                    anyhow::anyhow!("case {} changed under a write lock", before.number).into(),
-                );
-            }
-            Ok(after)
+            let (case, head, reserved_clock_id) =
+                load_for_change(&mut tx, self.dialect, change.case_id, true, true).await?;
+            let planned = plan_change(change, case, &head, note, evidence, reserved_clock_id)?;
+            write_planned(&mut tx, change, note, &head, planned).await
         }
         .await;
         tx.finish(result, |e| {
@@ -530,9 +504,13 @@ impl Store {
         Ok(after)
     }
 
-    /// How case changes were written on PostgreSQL (all zero on SQLite, which groups its own way).
+    /// How case changes were written: on PostgreSQL the statements that carried them, on SQLite the
+    /// grouped commits ([`crate::group`]; changes written by other paths are not counted there).
     pub fn case_write_stats(&self) -> WriteStats {
-        self.changes.stats()
+        match self.dialect {
+            Dialect::Postgres => self.changes.stats(),
+            Dialect::Sqlite => self.turn.stats(),
+        }
     }
 
     /// The case with this id.
@@ -572,11 +550,65 @@ async fn load(conn: &mut AnyConnection, id: CaseId) -> Result<Case, CaseStoreErr
     }
 }
 
+/// Writes a planned change on SQLite in ONE call ([`crate::group::ChangeTx::write`]): the audit record,
+/// the case, the clocks (the changed one before a started one: a started clock must not meet an
+/// active one; a started one's id reserved with the read) and the event last. Returns the case as
+/// written.
+async fn write_planned(
+    tx: &mut crate::group::ChangeTx,
+    change: &CaseChange<'_>,
+    note: Option<&str>,
+    head: &audit::Head,
+    planned: Planned,
+) -> Result<Case, CaseStoreError> {
+    let Planned {
+        before,
+        mut after,
+        record,
+        clock_rows,
+    } = planned;
+    let mut b = SqlBuilder::new(Dialect::Sqlite, "");
+    record.push_insert(&mut b, None)?;
+    b.push("; ");
+    push_case_update(&mut b, &before, head, &record, &after);
+    if let Some(changed) = &clock_rows.changed {
+        b.push("; ");
+        clocks::push_update(&mut b, changed, clock_rows.keep, None)?;
+    }
+    if let Some(started) = &clock_rows.started {
+        b.push("; ");
+        clocks::push_insert(&mut b, started, Some(started.id), None)?;
+    }
+    after.clock = clock_rows.running_after(before.clock.as_ref());
+    let event = transition_event(change, note, &record, &after);
+    b.push("; ");
+    outbox::push_insert(&mut b, &event, after.updated_at, None)?;
+    let done = tx
+        .write(&mut b)
+        .await
+        .with_context(|| format!("Failed to record a change of case {}", before.number))?;
+    let expected =
+        3 + usize::from(clock_rows.changed.is_some()) + usize::from(clock_rows.started.is_some());
+    if done.len() != expected || done[1].rows_affected != 1 {
+        // Cannot happen: the transaction holds SQLite's write lock since the read.
+        return Err(anyhow::anyhow!(
+            "case {} changed under the write lock ({} of {expected} statements ran, the case update \
+             changed {} rows)",
+            before.number,
+            done.len(),
+            done.get(1).map_or(0, |d| d.rows_affected)
+        )
+        .into());
+    }
+    Ok(after)
+}
+
 /// Reads a case and the head of its audit chain for a change. With `lock`, inside a write transaction,
 /// it locks the case against concurrent changes until the commit (SQLite's transaction already holds
-/// the database's write lock); without, the change must guard its write with what was read. On
-/// PostgreSQL, with `reserve_clock_id`, it also reserves the id of a clock the change will start, so
-/// all its writes can go in one statement.
+/// the database's write lock); without, the change must guard its write with what was read. With
+/// `reserve_clock_id` it also reserves the id of a clock the change will start, so all its writes can
+/// be sent at once: PostgreSQL from the sequence; SQLite the next rowid, which only a transaction
+/// holding the write lock (`lock`) may take, as nobody else can insert before it commits.
 async fn load_for_change(
     conn: &mut AnyConnection,
     dialect: Dialect,
@@ -584,11 +616,16 @@ async fn load_for_change(
     lock: bool,
     reserve_clock_id: bool,
 ) -> Result<(Case, audit::Head, Option<i64>), CaseStoreError> {
-    let reserve = reserve_clock_id && dialect == Dialect::Postgres;
+    let reserve = reserve_clock_id && (dialect == Dialect::Postgres || lock);
     let select = if reserve {
+        let next = match dialect {
+            Dialect::Postgres => "nextval(pg_get_serial_sequence('case_clocks', 'id'))",
+            // What SQLite itself gives an INTEGER PRIMARY KEY without AUTOINCREMENT.
+            Dialect::Sqlite => "(SELECT COALESCE(MAX(id), 0) + 1 FROM case_clocks)",
+        };
         rows::CASE_SELECT.replacen(
             " FROM cases c ",
-            ", nextval(pg_get_serial_sequence('case_clocks', 'id')) AS reserved_clock_id FROM cases c ",
+            &format!(", {next} AS reserved_clock_id FROM cases c "),
             1,
         )
     } else {
@@ -789,7 +826,7 @@ fn plan_change(
     );
     let mut clock_rows = clocks::rows(case.id, &plan, &change.clocks.policy, change.at);
     if let Some(started) = &mut clock_rows.started {
-        // PostgreSQL reserved the id with the read; SQLite's comes with the insert.
+        // Reserved with the read; else it comes with the insert.
         started.id = reserved_clock_id.unwrap_or(0);
     }
     let after = Case {

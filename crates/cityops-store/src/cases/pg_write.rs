@@ -320,7 +320,8 @@ pub(crate) struct Writer {
     changes: AtomicU64,
 }
 
-/// How PostgreSQL case changes were written: `changes / statements` is the mean group size.
+/// How case changes were written: `changes / statements` is the mean group size. `statements` are
+/// PostgreSQL's statements of changes, or SQLite's commits of grouped changes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteStats {
     pub statements: u64,

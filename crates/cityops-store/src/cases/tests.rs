@@ -2123,3 +2123,76 @@ mod postgres_only {
         .await
     }
 }
+
+/// Tests of SQLite's group commit (`crate::group`).
+mod sqlite_only {
+    use super::*;
+
+    /// Changes queued behind one another share a commit on SQLite, each sending its writes in one
+    /// call inside a savepoint; a change whose writes fail half-way is rolled back to its savepoint
+    /// alone: the audit record and case update it had already written are gone, the others' changes
+    /// are committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_failing_half_way_through_its_writes_leaves_the_others_of_its_commit() {
+        let db = crate::testing::TestDb::new(crate::Dialect::Sqlite).await;
+        let w = std::sync::Arc::new(World::open(&db).await);
+        let start = t("2026-04-10 09:00");
+        let mut cases = Vec::new();
+        for n in 0..12 {
+            let case = w.report("C0101", plus(start, n)).await;
+            cases.push(
+                w.act(&case, Action::Accept, Role::Operator, plus(start, 20))
+                    .await,
+            );
+        }
+        let bad = cases.pop().expect("12 cases");
+        // Its event is the LAST write of its change: everything before it ran when it fails.
+        w.sql(&format!(
+            "CREATE TRIGGER fail_case BEFORE INSERT ON outbox WHEN NEW.case_id = {} \
+             BEGIN SELECT RAISE(ABORT, 'case {} is broken'); END",
+            bad.id, bad.id
+        ))
+        .await;
+        let audit_before = w.count("case_audit").await;
+        let outbox_before = w.count("outbox").await;
+        let clocks_before = w.count("case_clocks").await;
+        let before = w.store.case_write_stats();
+
+        // Holding the write turn, every change queues behind it; the bad one queues last, so it
+        // joins a batch that already holds changes (the first of a batch has no savepoint).
+        let held = w.store.write_tx().await.unwrap();
+        let register = |case: Case| {
+            let w = w.clone();
+            tokio::spawn(async move {
+                w.try_act(&case, Action::Register, Role::ShiftLead, plus(start, 30))
+                    .await
+            })
+        };
+        let good: Vec<_> = cases.iter().cloned().map(register).collect();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let failing = register(bad.clone());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        held.commit().await.unwrap();
+
+        let err = failing.await.unwrap().unwrap_err();
+        assert!(format!("{err:?}").contains("is broken"), "{err:?}");
+        for task in good {
+            assert_eq!(task.await.unwrap().unwrap().state, CaseState::Registered);
+        }
+        assert_eq!(w.store.case(bad.id).await.unwrap(), bad);
+        assert_eq!(w.count("case_audit").await - audit_before, 11);
+        assert_eq!(w.count("outbox").await - outbox_before, 11);
+        // Each registered case stopped one clock and started one.
+        assert_eq!(w.count("case_clocks").await - clocks_before, 11);
+        for case in &cases {
+            assert!(w.store.verify_audit(case.id).await.unwrap().ok);
+        }
+        assert!(w.store.verify_audit(bad.id).await.unwrap().ok);
+        let stats = w.store.case_write_stats();
+        assert_eq!(stats.changes - before.changes, 11, "{stats:?}");
+        assert!(
+            stats.statements - before.statements < 11,
+            "no commit held more than one change: {stats:?}"
+        );
+    }
+}

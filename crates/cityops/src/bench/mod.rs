@@ -56,6 +56,10 @@ pub const SCENARIOS: &[(&str, &str)] = &[
         "part of s3: only the PostgreSQL case transitions (one task and 16) against their baselines",
     ),
     (
+        "s3-sqlite-cases",
+        "part of s3: only the SQLite case transitions (one task and 16) against their baseline",
+    ),
+    (
         "s4",
         "spatial: point → cell, nearest inspector and component vs a bare rstar R-tree",
     ),
@@ -86,6 +90,9 @@ pub async fn run(scenario: &str, options: &Options) -> anyhow::Result<Vec<report
     }
     if all || scenario == "s3" {
         reports.push(s3_persistence::run(options).await?);
+    }
+    if scenario == "s3-sqlite-cases" {
+        reports.push(s3_persistence::run_sqlite_cases(options).await?);
     }
     if scenario == "s3-pg-cases" {
         reports.push(s3_persistence::run_postgres_cases(options).await?);

@@ -64,6 +64,19 @@ pub async fn run_postgres_cases(options: &Options) -> anyhow::Result<Report> {
     report.finish(&options.out_dir)
 }
 
+/// Only the SQLite case transitions of [`run`] (`bench s3-sqlite-cases`), as `s3-pg-cases` for
+/// PostgreSQL.
+pub async fn run_sqlite_cases(options: &Options) -> anyhow::Result<Report> {
+    let cases = if options.quick { 10 } else { 1_000 };
+    let dir = TempDir::new("s3")?;
+    let mut report = Report::new(
+        "s3-persistence-sqlite-cases",
+        "durable case transitions on SQLite (part of S3)",
+    );
+    report.rows.extend(case_transitions(&dir.0, cases).await?);
+    report.finish(&options.out_dir)
+}
+
 /// (a) `Store::apply` with batches of [`BATCH`] opened incidents vs one multi-row INSERT per batch into
 /// a table of the same schema and indexes.
 async fn incident_batches(dir: &Path, count: usize) -> anyhow::Result<Row> {
