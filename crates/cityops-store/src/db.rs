@@ -17,7 +17,9 @@ use anyhow::Context as _;
 use sqlx::any::{AnyArguments, AnyPoolOptions};
 use sqlx::error::BoxDynError;
 use sqlx::query::{Query, QueryScalar};
-use sqlx::{Any, AnyPool, Arguments as _, Connection as _, Encode, Executor as _, Type};
+use sqlx::{
+    Any, AnyConnection, AnyPool, Arguments as _, Connection as _, Encode, Executor as _, Type,
+};
 
 use crate::migrations;
 
@@ -76,6 +78,25 @@ pub(crate) async fn connect(url: &str, dialect: Dialect) -> anyhow::Result<AnyPo
             } else {
                 format!("{url}?mode=rwc")
             };
+            if !in_memory {
+                // WAL is a property of the file: set once, on a connection of its own, before the
+                // pool opens several. Set by each new connection, it raced the pool's others and
+                // failed with "database is locked" whatever the busy timeout (SQLite does not wait
+                // where waiting could deadlock); the pool retried, but logged it as an error.
+                let mut conn = AnyConnection::connect(&url)
+                    .await
+                    .with_context(|| format!("Failed to open database {url}"))?;
+                conn.execute("PRAGMA busy_timeout = 10000").await?;
+                let mode: String = sqlx::query_scalar("PRAGMA journal_mode = WAL")
+                    .fetch_one(&mut conn)
+                    .await
+                    .with_context(|| format!("Failed to put database {url} in WAL mode"))?;
+                anyhow::ensure!(
+                    mode.eq_ignore_ascii_case("wal"),
+                    "database {url} stays in {mode} journal mode, not WAL"
+                );
+                conn.close().await?;
+            }
             AnyPoolOptions::new()
                 // An in-memory database exists once per connection: keep exactly one.
                 .max_connections(if in_memory { 1 } else { 4 })
@@ -84,12 +105,10 @@ pub(crate) async fn connect(url: &str, dialect: Dialect) -> anyhow::Result<AnyPo
                 .max_lifetime(None)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
-                        // WAL with FULL sync: a committed incident or case change survives a crash.
-                        // The busy timeout first: the journal-mode pragma needs a lock, and a
-                        // connection opened while another writes would fail at once without it.
+                        // WAL (set above) with FULL sync: a committed incident or case change
+                        // survives a crash.
                         for pragma in [
                             "PRAGMA busy_timeout = 10000",
-                            "PRAGMA journal_mode = WAL",
                             "PRAGMA synchronous = FULL",
                             "PRAGMA foreign_keys = ON",
                         ] {

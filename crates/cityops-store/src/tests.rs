@@ -543,3 +543,27 @@ conformance!(
     users_are_unique_by_name_and_keep_their_changes,
     components_are_replaced_by_id_and_fixes_read_by_window,
 );
+
+/// A SQLite file is put in WAL mode once, before the pool opens its connections, and every one of
+/// them, opened at once, finds it so and runs with FULL sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sqlite_connection_finds_the_file_in_wal_mode() {
+    let db = TestDb::new(Dialect::Sqlite).await;
+    let store = db.open().await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(store.pool().acquire().await.unwrap());
+    }
+    for conn in &mut held {
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut **conn)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut **conn)
+            .await
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous = FULL");
+    }
+}
