@@ -339,6 +339,39 @@ impl<'q> Row<'_, 'q> {
     }
 }
 
+/// The statements of one write. On SQLite they are written into ONE builder, separated by `;`, to be
+/// sent in one call to the connection's thread ([`crate::group::write_alone`]); on PostgreSQL, whose
+/// extended protocol takes one statement at a time, each is a builder of its own.
+pub(crate) struct Statements<'q> {
+    dialect: Dialect,
+    list: Vec<SqlBuilder<'q>>,
+}
+
+impl<'q> Statements<'q> {
+    pub fn new(dialect: Dialect) -> Self {
+        Self {
+            dialect,
+            list: Vec::new(),
+        }
+    }
+
+    /// Where the next statement is written.
+    pub fn next(&mut self) -> &mut SqlBuilder<'q> {
+        if self.dialect == Dialect::Sqlite && !self.list.is_empty() {
+            let all = self.list.last_mut().expect("one builder");
+            all.push("; ");
+            return all;
+        }
+        self.list.push(SqlBuilder::new(self.dialect, ""));
+        self.list.last_mut().expect("a builder was just made")
+    }
+
+    /// The builders: on SQLite at most one, holding every statement.
+    pub fn into_builders(self) -> Vec<SqlBuilder<'q>> {
+        self.list
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

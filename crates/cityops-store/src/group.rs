@@ -245,6 +245,33 @@ pub(crate) async fn begin_write(
     }
 }
 
+/// Writes `sql` (SQLite: several statements, anonymous placeholders) as a transaction of its own,
+/// sent in ONE call to the connection's thread: `BEGIN IMMEDIATE; …; COMMIT`, with the write turn
+/// (an open batch of case changes is committed first). Returns once it is durable. On an error the
+/// transaction is rolled back and the connection closed, so no pooled connection is left inside a
+/// transaction; nothing of the write stays.
+pub(crate) async fn write_alone(
+    pool: &AnyPool,
+    turn: &WriteTurn,
+    sql: &mut SqlBuilder<'_>,
+) -> sqlx::Result<()> {
+    let mut state = turn.take().await;
+    if state.open.as_ref().is_some_and(|b| b.change.is_some()) {
+        roll_back_change(&mut state).await;
+    }
+    commit_batch(&mut state, &turn.counts).await;
+    let mut conn = pool.acquire().await?;
+    sql.wrap("BEGIN IMMEDIATE; ", "; COMMIT");
+    let result = conn.execute(sql.build()?).await;
+    if result.is_err() {
+        // Wherever it stopped, BEGIN may have run: end the transaction, and the connection.
+        let _ = conn.execute("ROLLBACK").await;
+        conn.close_on_drop();
+    }
+    drop(state);
+    result.map(|_| ())
+}
+
 /// One case change in progress: inside its savepoint of the shared transaction (SQLite) or in a
 /// transaction of its own (PostgreSQL). End it with [`ChangeTx::finish`].
 pub(crate) enum ChangeTx {

@@ -260,22 +260,24 @@ impl Store {
 
     // ---- the write path ----
 
-    /// Commits a batch of incident changes and last values in one transaction.
+    /// Commits a batch of incident changes and last values in one transaction: on SQLite sent in one
+    /// call, `BEGIN IMMEDIATE` to `COMMIT` ([`group::write_alone`]: under load every call to the
+    /// connection's thread waits for a core, and the ingest writer's commits were mostly those waits).
     pub async fn apply(&self, batch: &WriteBatch) -> anyhow::Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut tx = self.write_tx().await?;
-        rows::insert_incidents(&mut tx, self.dialect, &batch.opened).await?;
-        // Clearings as multi-row `UPDATE … FROM (VALUES …)`: one statement, not one hop to the
-        // database per incident (at 5,000 changes/s half of them are clearings). The first clearing
-        // of an incident wins, as it would one statement at a time.
+        let mut statements = db::Statements::new(self.dialect);
+        rows::push_incident_inserts(&mut statements, &batch.opened)?;
+        // Clearings as multi-row `UPDATE … FROM (VALUES …)`: one statement, not one per incident
+        // (at 5,000 changes/s half of them are clearings). The first clearing of an incident wins,
+        // as it would one statement at a time.
         let mut seen = std::collections::HashSet::with_capacity(batch.cleared.len());
         let cleared: Vec<&IncidentCleared> =
             batch.cleared.iter().filter(|c| seen.insert(c.id)).collect();
         for chunk in crate::db::statement_chunks(&cleared, 300) {
-            let mut qb = SqlBuilder::new(
-                self.dialect,
+            let qb = statements.next();
+            qb.push(
                 "UPDATE incidents SET state = 'cleared', cleared_at = v.column2, clear_value = v.column3 FROM (",
             );
             qb.push_values(chunk, |b, c| {
@@ -284,16 +286,13 @@ impl Store {
                     .push_bind(value_json(&c.value));
             });
             qb.push(") AS v WHERE incidents.id = v.column1 AND incidents.state = 'open'");
-            qb.build()?.execute(&mut *tx).await?;
         }
         // Multi-row upserts; 5 parameters a row keeps each statement far below SQLite's parameter limit.
         // One row per device and measurement (PostgreSQL refuses an upsert touching a row twice).
         let last_values = newest_per_measurement(&batch.last_values);
         for chunk in crate::db::statement_chunks(&last_values, 500) {
-            let mut qb = SqlBuilder::new(
-                self.dialect,
-                "INSERT INTO device_last_values (device_id, name, value, unit, time) ",
-            );
+            let qb = statements.next();
+            qb.push("INSERT INTO device_last_values (device_id, name, value, unit, time) ");
             qb.push_values(chunk, |b, lv| {
                 b.push_bind(lv.device_id.as_str())
                     .push_bind(lv.name.as_str())
@@ -305,11 +304,31 @@ impl Store {
                 " ON CONFLICT (device_id, name) DO UPDATE SET value = excluded.value, unit = excluded.unit, \
                  time = excluded.time WHERE excluded.time >= device_last_values.time",
             );
-            qb.build()?.execute(&mut *tx).await?;
         }
-        tx.commit()
-            .await
-            .context("Failed to commit a write batch")?;
+        let what = || {
+            format!(
+                "Failed to commit a write batch ({} opened, {} cleared, {} last values)",
+                batch.opened.len(),
+                batch.cleared.len(),
+                batch.last_values.len()
+            )
+        };
+        match self.dialect {
+            Dialect::Sqlite => {
+                for mut all in statements.into_builders() {
+                    group::write_alone(&self.pool, &self.turn, &mut all)
+                        .await
+                        .with_context(what)?;
+                }
+            }
+            Dialect::Postgres => {
+                let mut tx = self.write_tx().await?;
+                for mut qb in statements.into_builders() {
+                    qb.build()?.execute(&mut *tx).await.with_context(what)?;
+                }
+                tx.commit().await.with_context(what)?;
+            }
+        }
         Ok(())
     }
 

@@ -8,8 +8,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use crate::Dialect;
-use crate::db::{SqlBuilder, Tx};
+use crate::db::Statements;
 use crate::value_json;
 
 /// The last value of one measurement of one device.
@@ -84,11 +83,10 @@ pub(crate) async fn device_records(pool: &AnyPool) -> anyhow::Result<Vec<DeviceR
         .collect()
 }
 
-/// Inserts incidents with multi-row statements: one round trip per 400 incidents instead of one each
-/// (20 parameters a row stays far below SQLite's parameter limit).
-pub(crate) async fn insert_incidents(
-    tx: &mut Tx,
-    dialect: Dialect,
+/// `INSERT INTO incidents …` of `incidents`, in multi-row statements of at most 400 rows (20
+/// parameters a row stays far below SQLite's parameter limit), each begun with [`Statements::next`].
+pub(crate) fn push_incident_inserts(
+    statements: &mut Statements<'_>,
     incidents: &[Incident],
 ) -> anyhow::Result<()> {
     for chunk in crate::db::statement_chunks(incidents, 400) {
@@ -97,8 +95,8 @@ pub(crate) async fn insert_incidents(
             .iter()
             .map(|i| serde_json::to_string(&i.evidence))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut qb = SqlBuilder::new(
-            dialect,
+        let qb = statements.next();
+        qb.push(
             "INSERT INTO incidents (id, device_id, kind, rule_id, category_code, category_name_zh, category_name_en, \
              measurement, value, unit, condition, lon, lat, state, opened_at, cleared_at, clear_value, evidence, \
              grid, cell) ",
@@ -125,13 +123,6 @@ pub(crate) async fn insert_incidents(
                 .push_bind(i.grid.as_ref().map(crate::grid_json))
                 .push_bind(i.grid.as_ref().and_then(|g| g.cell()).map(str::to_string));
         });
-        qb.build()?.execute(&mut **tx).await.with_context(|| {
-            format!(
-                "Failed to insert {} incidents (first id {})",
-                chunk.len(),
-                chunk[0].id
-            )
-        })?;
     }
     Ok(())
 }

@@ -223,6 +223,75 @@ async fn the_database_refuses_a_second_open_incident_for_the_same_device_and_rul
     );
 }
 
+/// A batch is one transaction however many statements it takes: one failing after others ran (here
+/// the second insert statement, after 400 incidents went in) leaves nothing of the batch, and the
+/// store goes on writing (no connection is left inside the failed transaction).
+async fn a_batch_failing_half_way_leaves_nothing_and_the_store_goes_on(db: TestDb) {
+    let store = db.open().await;
+    let lv = |value: f64, time: i64| LastValue {
+        device_id: DeviceId::new("mc-0").unwrap(),
+        name: "tilt".into(),
+        value: Value::Number(value),
+        unit: Some("deg".into()),
+        time,
+    };
+    store
+        .apply(&WriteBatch {
+            opened: vec![incident(1, "mc-0", 1000)],
+            cleared: vec![],
+            last_values: vec![lv(1.0, 1000)],
+        })
+        .await
+        .unwrap();
+    let mut opened: Vec<Incident> = (2..=401)
+        .map(|id| incident(id, &format!("mc-{id}"), 2000))
+        .collect();
+    // The 401st row, in the second statement: a second open incident of mc-0's rule.
+    opened.push(incident(402, "mc-0", 2000));
+    let cleared = IncidentCleared {
+        id: 1,
+        device_id: DeviceId::new("mc-0").unwrap(),
+        kind: DeviceKind::new("manhole_cover").unwrap(),
+        rule_id: "manhole_tilt".into(),
+        category_code: "E0503".into(),
+        value: Value::Number(2.0),
+        cleared_at: 2000,
+        lon: 116.41,
+        lat: 39.91,
+    };
+    let failed = store
+        .apply(&WriteBatch {
+            opened,
+            cleared: vec![cleared],
+            last_values: vec![lv(2.0, 2000)],
+        })
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(store.max_incident_id().await.unwrap(), 1);
+    assert_eq!(
+        store.incident(1).await.unwrap().unwrap().state,
+        IncidentState::Open
+    );
+    store
+        .register_device(&device("mc-0", 116.4), None, DeviceSource::Api, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.device_records().await.unwrap()[0].last_values,
+        vec![lv(1.0, 1000)]
+    );
+    for id in 3..=6 {
+        store
+            .apply(&WriteBatch {
+                opened: vec![incident(id, &format!("mc-{id}"), 3000)],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.max_incident_id().await.unwrap(), 6);
+}
+
 async fn incidents_filter_and_page_newest_first(db: TestDb) {
     let store = db.open().await;
     let mut batch = WriteBatch::default();
@@ -536,6 +605,7 @@ conformance!(
     a_batch_stores_incidents_clears_them_and_keeps_only_the_last_value,
     a_batch_clears_many_incidents_each_with_its_own_values,
     the_database_refuses_a_second_open_incident_for_the_same_device_and_rule,
+    a_batch_failing_half_way_leaves_nothing_and_the_store_goes_on,
     incidents_filter_and_page_newest_first,
     event_log_appends_idempotently_and_replays_in_order,
     a_database_keeps_its_data_across_reopen,
