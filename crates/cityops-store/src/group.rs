@@ -28,7 +28,8 @@
 //! A change cancelled half-way (its future dropped while it holds the turn) leaves its savepoint open;
 //! the next holder rolls back to it first (a change that fails or is cancelled after its bundled
 //! writes were released cannot be taken out any more: the batch is given up and its members are
-//! told). Other writers ([`begin_write`]) commit an open batch before their own transaction. PostgreSQL has its own group commit of case changes: `cases/pg_write.rs`.
+//! told). Other writers ([`begin_write`], [`write_alone`]) commit an open batch before their own
+//! transaction. PostgreSQL has its own group commit of case changes: `cases/pg_write.rs`.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;

@@ -305,28 +305,31 @@ impl Store {
                  time = excluded.time WHERE excluded.time >= device_last_values.time",
             );
         }
-        let what = || {
+        self.write_statements(statements).await.with_context(|| {
             format!(
                 "Failed to commit a write batch ({} opened, {} cleared, {} last values)",
                 batch.opened.len(),
                 batch.cleared.len(),
                 batch.last_values.len()
             )
-        };
+        })
+    }
+
+    /// Runs `statements` as one transaction of their own: on SQLite in one call
+    /// ([`group::write_alone`]), on PostgreSQL one statement after another.
+    async fn write_statements(&self, statements: db::Statements<'_>) -> anyhow::Result<()> {
         match self.dialect {
             Dialect::Sqlite => {
                 for mut all in statements.into_builders() {
-                    group::write_alone(&self.pool, &self.turn, &mut all)
-                        .await
-                        .with_context(what)?;
+                    group::write_alone(&self.pool, &self.turn, &mut all).await?;
                 }
             }
             Dialect::Postgres => {
                 let mut tx = self.write_tx().await?;
                 for mut qb in statements.into_builders() {
-                    qb.build()?.execute(&mut *tx).await.with_context(what)?;
+                    qb.build()?.execute(&mut *tx).await?;
                 }
-                tx.commit().await.with_context(what)?;
+                tx.commit().await?;
             }
         }
         Ok(())
@@ -419,12 +422,10 @@ impl Store {
         if events.is_empty() {
             return Ok(());
         }
-        let mut tx = self.write_tx().await?;
+        let mut statements = db::Statements::new(self.dialect);
         for chunk in crate::db::statement_chunks(events, 500) {
-            let mut qb = SqlBuilder::new(
-                self.dialect,
-                "INSERT INTO events (seq, type, time, json, outbox_id) ",
-            );
+            let qb = statements.next();
+            qb.push("INSERT INTO events (seq, type, time, json, outbox_id) ");
             qb.push_values(chunk, |b, e| {
                 b.push_bind(e.seq as i64)
                     .push_bind(e.event_type)
@@ -433,12 +434,10 @@ impl Store {
                     .push_bind(e.outbox_id);
             });
             qb.push(" ON CONFLICT DO NOTHING");
-            qb.build()?.execute(&mut *tx).await?;
         }
-        tx.commit()
+        self.write_statements(statements)
             .await
-            .context("Failed to commit events to the log")?;
-        Ok(())
+            .context("Failed to commit events to the log")
     }
 
     /// Which of these outbox ids the event log already holds (the relay's proof that an event is durable
