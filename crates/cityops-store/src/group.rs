@@ -263,7 +263,10 @@ pub(crate) async fn write_alone(
     commit_batch(&mut state, &turn.counts).await;
     let mut conn = pool.acquire().await?;
     sql.wrap("BEGIN IMMEDIATE; ", "; COMMIT");
-    let result = conn.execute(sql.build()?).await;
+    // Not kept in the connection's statement cache: the text is every statement of the write, and
+    // their row counts make many writes' texts new ones, which would push out the cached statements
+    // that are used again (it is prepared each time instead; callers send only small writes).
+    let result = conn.execute(sql.build()?.persistent(false)).await;
     if result.is_err() {
         // Wherever it stopped, BEGIN may have run: end the transaction, and the connection.
         let _ = conn.execute("ROLLBACK").await;

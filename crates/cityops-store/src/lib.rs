@@ -260,14 +260,14 @@ impl Store {
 
     // ---- the write path ----
 
-    /// Commits a batch of incident changes and last values in one transaction: on SQLite sent in one
-    /// call, `BEGIN IMMEDIATE` to `COMMIT` ([`group::write_alone`]: under load every call to the
+    /// Commits a batch of incident changes and last values in one transaction: a small one on SQLite
+    /// in one call, `BEGIN IMMEDIATE` to `COMMIT` ([`db::Statements`]: under load every call to the
     /// connection's thread waits for a core, and the ingest writer's commits were mostly those waits).
     pub async fn apply(&self, batch: &WriteBatch) -> anyhow::Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut statements = db::Statements::new(self.dialect);
+        let mut statements = db::Statements::new(self.dialect, batch.len());
         rows::push_incident_inserts(&mut statements, &batch.opened)?;
         // Clearings as multi-row `UPDATE … FROM (VALUES …)`: one statement, not one per incident
         // (at 5,000 changes/s half of them are clearings). The first clearing of an incident wins,
@@ -315,23 +315,20 @@ impl Store {
         })
     }
 
-    /// Runs `statements` as one transaction of their own: on SQLite in one call
-    /// ([`group::write_alone`]), on PostgreSQL one statement after another.
+    /// Runs `statements` as one transaction of their own: bundled, in one call
+    /// ([`group::write_alone`]), else one statement after another.
     async fn write_statements(&self, statements: db::Statements<'_>) -> anyhow::Result<()> {
-        match self.dialect {
-            Dialect::Sqlite => {
-                for mut all in statements.into_builders() {
-                    group::write_alone(&self.pool, &self.turn, &mut all).await?;
-                }
+        if statements.bundled() {
+            for mut all in statements.into_builders() {
+                group::write_alone(&self.pool, &self.turn, &mut all).await?;
             }
-            Dialect::Postgres => {
-                let mut tx = self.write_tx().await?;
-                for mut qb in statements.into_builders() {
-                    qb.build()?.execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-            }
+            return Ok(());
         }
+        let mut tx = self.write_tx().await?;
+        for mut qb in statements.into_builders() {
+            qb.build()?.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -422,7 +419,7 @@ impl Store {
         if events.is_empty() {
             return Ok(());
         }
-        let mut statements = db::Statements::new(self.dialect);
+        let mut statements = db::Statements::new(self.dialect, events.len());
         for chunk in crate::db::statement_chunks(events, 500) {
             let qb = statements.next();
             qb.push("INSERT INTO events (seq, type, time, json, outbox_id) ");

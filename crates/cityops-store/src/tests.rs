@@ -223,9 +223,10 @@ async fn the_database_refuses_a_second_open_incident_for_the_same_device_and_rul
     );
 }
 
-/// A batch is one transaction however many statements it takes: one failing after others ran (here
-/// the second insert statement, after 400 incidents went in) leaves nothing of the batch, and the
-/// store goes on writing (no connection is left inside the failed transaction).
+/// A batch is one transaction however many statements it takes: one failing after others ran (the
+/// second insert statement, after 2 or 400 incidents went in: a small batch goes in one call on
+/// SQLite, a large one statement by statement) leaves nothing of the batch, and the store goes on
+/// writing (no connection is left inside the failed transaction).
 async fn a_batch_failing_half_way_leaves_nothing_and_the_store_goes_on(db: TestDb) {
     let store = db.open().await;
     let lv = |value: f64, time: i64| LastValue {
@@ -243,11 +244,42 @@ async fn a_batch_failing_half_way_leaves_nothing_and_the_store_goes_on(db: TestD
         })
         .await
         .unwrap();
-    let mut opened: Vec<Incident> = (2..=401)
-        .map(|id| incident(id, &format!("mc-{id}"), 2000))
-        .collect();
-    // The 401st row, in the second statement: a second open incident of mc-0's rule.
-    opened.push(incident(402, "mc-0", 2000));
+    for last in [3, 401] {
+        let mut opened: Vec<Incident> = (2..last)
+            .map(|id| incident(id, &format!("mc-{id}"), 2000))
+            .collect();
+        // The last row, in the second statement: a second open incident of mc-0's rule.
+        opened.push(incident(last, "mc-0", 2000));
+        failing_batch_leaves_nothing(&store, opened).await;
+    }
+    store
+        .register_device(&device("mc-0", 116.4), None, DeviceSource::Api, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.device_records().await.unwrap()[0].last_values,
+        vec![lv(1.0, 1000)]
+    );
+    for id in 3..=6 {
+        store
+            .apply(&WriteBatch {
+                opened: vec![incident(id, &format!("mc-{id}"), 3000)],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.max_incident_id().await.unwrap(), 6);
+}
+
+async fn failing_batch_leaves_nothing(store: &Store, opened: Vec<Incident>) {
+    let lv = |value: f64, time: i64| LastValue {
+        device_id: DeviceId::new("mc-0").unwrap(),
+        name: "tilt".into(),
+        value: Value::Number(value),
+        unit: Some("deg".into()),
+        time,
+    };
     let cleared = IncidentCleared {
         id: 1,
         device_id: DeviceId::new("mc-0").unwrap(),
@@ -272,24 +304,6 @@ async fn a_batch_failing_half_way_leaves_nothing_and_the_store_goes_on(db: TestD
         store.incident(1).await.unwrap().unwrap().state,
         IncidentState::Open
     );
-    store
-        .register_device(&device("mc-0", 116.4), None, DeviceSource::Api, 1)
-        .await
-        .unwrap();
-    assert_eq!(
-        store.device_records().await.unwrap()[0].last_values,
-        vec![lv(1.0, 1000)]
-    );
-    for id in 3..=6 {
-        store
-            .apply(&WriteBatch {
-                opened: vec![incident(id, &format!("mc-{id}"), 3000)],
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-    }
-    assert_eq!(store.max_incident_id().await.unwrap(), 6);
 }
 
 async fn incidents_filter_and_page_newest_first(db: TestDb) {
