@@ -85,15 +85,35 @@ async fn registering_the_same_device_twice_is_not_an_error_but_a_different_one_i
     assert_eq!(store.devices().await.unwrap()[0].lon, 116.5);
 }
 
-async fn a_batch_stores_incidents_clears_them_and_keeps_only_the_last_value(db: TestDb) {
-    let store = db.open().await;
-    let lv = |value: f64, time: i64| LastValue {
-        device_id: DeviceId::new("mc-1").unwrap(),
+/// A tilt reading of `device` as its last value.
+fn tilt(device: &str, value: f64, time: i64) -> LastValue {
+    LastValue {
+        device_id: DeviceId::new(device).unwrap(),
         name: "tilt".into(),
         value: Value::Number(value),
         unit: Some("deg".into()),
         time,
-    };
+    }
+}
+
+/// The clearing of incident `id`, of `device`'s tilt rule, at `at` with `value`.
+fn clearing(id: i64, device: &str, value: f64, at: i64) -> IncidentCleared {
+    IncidentCleared {
+        id,
+        device_id: DeviceId::new(device).unwrap(),
+        kind: DeviceKind::new("manhole_cover").unwrap(),
+        rule_id: "manhole_tilt".into(),
+        category_code: "E0503".into(),
+        value: Value::Number(value),
+        cleared_at: at,
+        lon: 116.41,
+        lat: 39.91,
+    }
+}
+
+async fn a_batch_stores_incidents_clears_them_and_keeps_only_the_last_value(db: TestDb) {
+    let store = db.open().await;
+    let lv = |value: f64, time: i64| tilt("mc-1", value, time);
     store
         .register_device(&device("mc-1", 116.4), None, DeviceSource::Api, 1)
         .await
@@ -106,17 +126,7 @@ async fn a_batch_stores_incidents_clears_them_and_keeps_only_the_last_value(db: 
         })
         .await
         .unwrap();
-    let cleared = IncidentCleared {
-        id: 1,
-        device_id: DeviceId::new("mc-1").unwrap(),
-        kind: DeviceKind::new("manhole_cover").unwrap(),
-        rule_id: "manhole_tilt".into(),
-        category_code: "E0503".into(),
-        value: Value::Number(2.0),
-        cleared_at: 2000,
-        lon: 116.41,
-        lat: 39.91,
-    };
+    let cleared = clearing(1, "mc-1", 2.0, 2000);
     // An older value arriving late does not overwrite a newer one.
     store
         .apply(&WriteBatch {
@@ -151,17 +161,7 @@ async fn a_batch_clears_many_incidents_each_with_its_own_values(db: TestDb) {
         })
         .await
         .unwrap();
-    let clear = |id: i64, at: i64, value: f64| IncidentCleared {
-        id,
-        device_id: DeviceId::new(&format!("mc-{id}")).unwrap(),
-        kind: DeviceKind::new("manhole_cover").unwrap(),
-        rule_id: "manhole_tilt".into(),
-        category_code: "E0503".into(),
-        value: Value::Number(value),
-        cleared_at: at,
-        lon: 116.41,
-        lat: 39.91,
-    };
+    let clear = |id: i64, at: i64, value: f64| clearing(id, &format!("mc-{id}"), value, at);
     store
         .apply(&WriteBatch {
             cleared: vec![clear(5, 1500, 0.5)],
@@ -229,18 +229,11 @@ async fn the_database_refuses_a_second_open_incident_for_the_same_device_and_rul
 /// writing (no connection is left inside the failed transaction).
 async fn a_batch_failing_half_way_leaves_nothing_and_the_store_goes_on(db: TestDb) {
     let store = db.open().await;
-    let lv = |value: f64, time: i64| LastValue {
-        device_id: DeviceId::new("mc-0").unwrap(),
-        name: "tilt".into(),
-        value: Value::Number(value),
-        unit: Some("deg".into()),
-        time,
-    };
     store
         .apply(&WriteBatch {
             opened: vec![incident(1, "mc-0", 1000)],
             cleared: vec![],
-            last_values: vec![lv(1.0, 1000)],
+            last_values: vec![tilt("mc-0", 1.0, 1000)],
         })
         .await
         .unwrap();
@@ -258,7 +251,7 @@ async fn a_batch_failing_half_way_leaves_nothing_and_the_store_goes_on(db: TestD
         .unwrap();
     assert_eq!(
         store.device_records().await.unwrap()[0].last_values,
-        vec![lv(1.0, 1000)]
+        vec![tilt("mc-0", 1.0, 1000)]
     );
     for id in 3..=6 {
         store
@@ -273,29 +266,11 @@ async fn a_batch_failing_half_way_leaves_nothing_and_the_store_goes_on(db: TestD
 }
 
 async fn failing_batch_leaves_nothing(store: &Store, opened: Vec<Incident>) {
-    let lv = |value: f64, time: i64| LastValue {
-        device_id: DeviceId::new("mc-0").unwrap(),
-        name: "tilt".into(),
-        value: Value::Number(value),
-        unit: Some("deg".into()),
-        time,
-    };
-    let cleared = IncidentCleared {
-        id: 1,
-        device_id: DeviceId::new("mc-0").unwrap(),
-        kind: DeviceKind::new("manhole_cover").unwrap(),
-        rule_id: "manhole_tilt".into(),
-        category_code: "E0503".into(),
-        value: Value::Number(2.0),
-        cleared_at: 2000,
-        lon: 116.41,
-        lat: 39.91,
-    };
     let failed = store
         .apply(&WriteBatch {
             opened,
-            cleared: vec![cleared],
-            last_values: vec![lv(2.0, 2000)],
+            cleared: vec![clearing(1, "mc-0", 2.0, 2000)],
+            last_values: vec![tilt("mc-0", 2.0, 2000)],
         })
         .await;
     assert!(failed.is_err());

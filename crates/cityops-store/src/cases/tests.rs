@@ -2012,20 +2012,26 @@ async fn a_warning_marked_while_a_change_is_in_flight_is_not_sent_again(db: Test
     );
 }
 
+/// `n` cases reported a minute apart from `start` and accepted 20 minutes after it.
+async fn accepted_cases(w: &World, n: i64, start: DateTime<Utc>) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for i in 0..n {
+        let case = w.report("C0101", plus(start, i)).await;
+        cases.push(
+            w.act(&case, Action::Accept, Role::Operator, plus(start, 20))
+                .await,
+        );
+    }
+    cases
+}
+
 /// Concurrent changes of different cases share a statement on PostgreSQL (`pg_write`); a change that
 /// fails at the commit fails alone: the others of its statement are written again without it.
 async fn changes_written_together_fail_only_for_the_change_at_fault(db: TestDb) {
     assert_eq!(db.dialect(), crate::Dialect::Postgres);
     let w = std::sync::Arc::new(World::open(&db).await);
     let start = t("2026-04-10 09:00");
-    let mut cases = Vec::new();
-    for n in 0..12 {
-        let case = w.report("C0101", plus(start, n)).await;
-        cases.push(
-            w.act(&case, Action::Accept, Role::Operator, plus(start, 20))
-                .await,
-        );
-    }
+    let cases = accepted_cases(&w, 12, start).await;
     // All at once: the first changes take the writers' turns, the rest queue and go together.
     let all_at_once = |cases: Vec<Case>, action: Action, role: Role, at| {
         let tasks: Vec<_> = cases
@@ -2137,14 +2143,7 @@ mod sqlite_only {
         let db = crate::testing::TestDb::new(crate::Dialect::Sqlite).await;
         let w = std::sync::Arc::new(World::open(&db).await);
         let start = t("2026-04-10 09:00");
-        let mut cases = Vec::new();
-        for n in 0..12 {
-            let case = w.report("C0101", plus(start, n)).await;
-            cases.push(
-                w.act(&case, Action::Accept, Role::Operator, plus(start, 20))
-                    .await,
-            );
-        }
+        let mut cases = accepted_cases(&w, 12, start).await;
         let bad = cases.pop().expect("12 cases");
         // Its event is the LAST write of its change: everything before it ran when it fails.
         w.sql(&format!(
