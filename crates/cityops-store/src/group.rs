@@ -345,10 +345,10 @@ impl ChangeTx {
 
     /// Runs the change's writes, `sql` (SQLite only: statements separated by `;`, anonymous `?`
     /// placeholders only), in ONE call to the connection: inside its savepoint when the change joined
-    /// other changes. Returns each statement's outcome in order. At most once per change begun with
+    /// other changes. Returns the rows each statement affected, in order. At most once per change begun with
     /// [`ChangeTx::begin_bundled`]; on an error the change must end with [`ChangeTx::finish`] and an
     /// error.
-    pub async fn write(&mut self, sql: &mut SqlBuilder<'_>) -> sqlx::Result<Vec<Outcome>> {
+    pub async fn write(&mut self, sql: &mut SqlBuilder<'_>) -> sqlx::Result<Vec<u64>> {
         let (conn, change) = match self {
             ChangeTx::Alone(tx) => (&mut **tx, None),
             ChangeTx::Grouped { state, .. } => {
@@ -364,7 +364,7 @@ impl ChangeTx {
             }
             _ => None,
         };
-        let mut outcomes = outcomes(conn.fetch_many(sql.build()?)).await?;
+        let mut outcomes = rows_affected(conn.fetch_many(sql.build()?)).await?;
         if let Some(change) = wrapped {
             *change = Some(Change::Written);
             // The savepoint's own two statements.
@@ -483,24 +483,16 @@ impl DerefMut for ChangeTx {
     }
 }
 
-/// What one statement of a bundle did.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Outcome {
-    pub rows_affected: u64,
-}
-
-/// The results of a multi-statement call, one [`Outcome`] per statement (rows a statement returns
+/// The rows each statement of a multi-statement call affected, in order (rows a statement returns
 /// are not kept; sqlx's `Any` driver does not carry SQLite's last inserted id either).
-async fn outcomes(
+async fn rows_affected(
     mut stream: futures_util::stream::BoxStream<'_, sqlx::Result<Either<AnyQueryResult, AnyRow>>>,
-) -> sqlx::Result<Vec<Outcome>> {
-    let mut outcomes = Vec::new();
+) -> sqlx::Result<Vec<u64>> {
+    let mut affected = Vec::new();
     while let Some(item) = stream.try_next().await? {
         if let Either::Left(result) = item {
-            outcomes.push(Outcome {
-                rows_affected: result.rows_affected(),
-            });
+            affected.push(result.rows_affected());
         }
     }
-    Ok(outcomes)
+    Ok(affected)
 }

@@ -589,14 +589,14 @@ async fn write_planned(
         .with_context(|| format!("Failed to record a change of case {}", before.number))?;
     let expected =
         3 + usize::from(clock_rows.changed.is_some()) + usize::from(clock_rows.started.is_some());
-    if done.len() != expected || done[1].rows_affected != 1 {
+    if done.len() != expected || done[1] != 1 {
         // Cannot happen: the transaction holds SQLite's write lock since the read.
         return Err(anyhow::anyhow!(
             "case {} changed under the write lock ({} of {expected} statements ran, the case update \
              changed {} rows)",
             before.number,
             done.len(),
-            done.get(1).map_or(0, |d| d.rows_affected)
+            done.get(1).copied().unwrap_or(0)
         )
         .into());
     }
