@@ -358,6 +358,26 @@ impl Drop for Queued<'_> {
 }
 
 impl Writer {
+    /// Takes every writer turn until the permit is dropped: the changes that come meanwhile queue
+    /// and go together (tests).
+    #[cfg(test)]
+    pub(super) async fn hold_turns(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.turns
+            .clone()
+            .acquire_many_owned(WRITERS as u32)
+            .await
+            .expect("the turns are never closed")
+    }
+
+    /// Changes waiting for a turn (tests).
+    #[cfg(test)]
+    pub(super) fn queued(&self) -> usize {
+        self.queue
+            .lock()
+            .expect("the change queue is never poisoned")
+            .len()
+    }
+
     pub fn stats(&self) -> WriteStats {
         WriteStats {
             statements: self.statements.load(Ordering::Relaxed),

@@ -2032,16 +2032,29 @@ async fn changes_written_together_fail_only_for_the_change_at_fault(db: TestDb) 
     let w = std::sync::Arc::new(World::open(&db).await);
     let start = t("2026-04-10 09:00");
     let cases = accepted_cases(&w, 12, start).await;
-    // All at once: the first changes take the writers' turns, the rest queue and go together.
+    // All at once, while the writers' turns are held: every change queues, and they go together
+    // (left to timing, the first changes took free turns alone, sometimes the bad one).
     let all_at_once = |cases: Vec<Case>, action: Action, role: Role, at| {
-        let tasks: Vec<_> = cases
-            .into_iter()
-            .map(|case| {
-                let (w, action) = (w.clone(), action.clone());
-                tokio::spawn(async move { w.try_act(&case, action, role, at).await })
-            })
-            .collect();
+        let w = w.clone();
         async move {
+            let held = w.store.changes.hold_turns().await;
+            let tasks: Vec<_> = cases
+                .into_iter()
+                .map(|case| {
+                    let (w, action) = (w.clone(), action.clone());
+                    tokio::spawn(async move { w.try_act(&case, action, role, at).await })
+                })
+                .collect();
+            let count = tasks.len();
+            let waited = std::time::Instant::now();
+            while w.store.changes.queued() < count {
+                assert!(
+                    waited.elapsed() < std::time::Duration::from_secs(10),
+                    "the changes did not all queue"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            drop(held);
             let mut out = Vec::new();
             for task in tasks {
                 out.push(task.await.unwrap());
