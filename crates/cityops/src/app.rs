@@ -120,12 +120,13 @@ impl App {
         let (broker_alerts, mqtt_addr, ingest_link) = match settings.external_broker()? {
             Some(external) => (None, external, None),
             None => {
-                // The link's client id is this process's own: a device connecting under the
-                // configured id takes over that id's connection, and ingest's link must stay.
+                // The link's client id is this process's own and not guessable: a device
+                // connecting under an id already connected takes that connection over (MQTT's
+                // rule), and ingest's link must stay. A process id alone could be tried in turn.
                 let link_id = format!(
-                    "{}-in-process-{}",
+                    "{}-in-process-{:016x}",
                     settings.ingest.mqtt_client_id,
-                    std::process::id()
+                    rand::random::<u64>()
                 );
                 let link_id = settings.broker.ingest_in_process.then_some(link_id);
                 let broker =
