@@ -42,7 +42,8 @@ pub(crate) struct Counters {
 }
 
 pub(crate) enum Platform {
-    InProcess(App),
+    /// Boxed: an `App` is several hundred bytes, a child's handle a few words.
+    InProcess(Box<App>),
     Child(ChildPlatform),
 }
 
@@ -65,7 +66,7 @@ impl Platform {
             Placement::InProcess => {
                 let app = start_platform(data_dir, devices, client_id).await?;
                 ensure_bench_user(&app.store).await?;
-                Ok(Self::InProcess(app))
+                Ok(Self::InProcess(Box::new(app)))
             }
             Placement::Child => Ok(Self::Child(
                 ChildPlatform::spawn(data_dir, devices, client_id).await?,
@@ -143,7 +144,7 @@ impl Platform {
 
     pub(crate) async fn shutdown(self) -> anyhow::Result<()> {
         match self {
-            Self::InProcess(app) => app.shutdown().await,
+            Self::InProcess(app) => (*app).shutdown().await,
             Self::Child(child) => child.shutdown().await,
         }
     }

@@ -457,7 +457,7 @@ pub(crate) fn raise_fd_limit() -> u64 {
             && limit.current != Some(hard)
         {
             limit.current = Some(hard);
-            if let Err(e) = setrlimit(Resource::Nofile, limit.clone()) {
+            if let Err(e) = setrlimit(Resource::Nofile, limit) {
                 eprintln!("could not raise the open-file limit to {hard}: {e}");
             }
         }
