@@ -262,6 +262,18 @@ async fn metrics(
         "Case changes those statements or commits carried (on PostgreSQL also those found stale).",
         written.changes,
     );
+    w.single(
+        "cityops_case_write_moved_on_total",
+        "counter",
+        "PostgreSQL: case changes whose case had moved on between their read and their write (decided again).",
+        written.moved_on,
+    );
+    w.single(
+        "cityops_case_write_locked_total",
+        "counter",
+        "PostgreSQL: case changes written under the case's row lock after their optimistic tries found it moving.",
+        written.locked,
+    );
     (
         [(
             axum::http::header::CONTENT_TYPE,

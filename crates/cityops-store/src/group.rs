@@ -116,6 +116,9 @@ impl WriteTurn {
         WriteStats {
             statements: self.counts.commits.load(Ordering::Relaxed),
             changes: self.counts.changes.load(Ordering::Relaxed),
+            // Changes are read under the write turn here: none is ever stale.
+            moved_on: 0,
+            locked: 0,
         }
     }
 

@@ -485,9 +485,13 @@ impl Store {
             if let Some(after) = outcome.after_written(written) {
                 return Ok(after);
             }
+            self.changes.count_moved_on();
         }
+        self.changes.count_locked();
         let mut tx = self.pool.begin().await?;
         let planned = plan_change_pg(&mut tx, change, note, evidence, true).await?;
+        #[cfg(test)]
+        self.changes.interfere_under_lock(&self.pool).await;
         let written = pg_write::write(&mut tx, &[&planned.row])
             .await
             .with_context(|| format!("Failed to record a change of case {}", change.case_id))?;

@@ -318,6 +318,13 @@ pub(crate) struct Writer {
     /// Statements that wrote changes, and the changes they carried (written or not).
     statements: AtomicU64,
     changes: AtomicU64,
+    /// Optimistic writes that found their case moved on, and changes that then took the row lock.
+    moved_on: AtomicU64,
+    locked: AtomicU64,
+    /// SQL run before each optimistic write is queued: a test's stand-in for another change of the
+    /// case landing between the read and the write.
+    #[cfg(test)]
+    interference: Mutex<Option<String>>,
 }
 
 /// How case changes were written: `changes / statements` is the mean group size. `statements` are
@@ -326,6 +333,12 @@ pub(crate) struct Writer {
 pub struct WriteStats {
     pub statements: u64,
     pub changes: u64,
+    /// PostgreSQL: optimistic writes whose case had moved on since their read (decided again), and
+    /// changes that moved on at every optimistic try and were written under the row lock. A rising
+    /// `locked` means callers keep changing the same cases at once. SQLite: 0 (changes read under the
+    /// write lock).
+    pub moved_on: u64,
+    pub locked: u64,
 }
 
 impl Default for Writer {
@@ -336,6 +349,10 @@ impl Default for Writer {
             tickets: AtomicU64::new(0),
             statements: AtomicU64::new(0),
             changes: AtomicU64::new(0),
+            moved_on: AtomicU64::new(0),
+            locked: AtomicU64::new(0),
+            #[cfg(test)]
+            interference: Mutex::new(None),
         }
     }
 }
@@ -378,11 +395,49 @@ impl Writer {
             .len()
     }
 
+    /// Runs `sql` before every optimistic write from now on (`None`: no more), as if another change
+    /// of the case were committed between each read and its write (tests).
+    #[cfg(test)]
+    pub(super) fn interfere(&self, sql: Option<String>) {
+        *self
+            .interference
+            .lock()
+            .expect("the interference is never poisoned") = sql;
+    }
+
+    /// With an interference set, starts it on another connection while a change holds its case's
+    /// row lock and gives it time to reach the lock: it must wait for the change's commit (tests).
+    #[cfg(test)]
+    pub(super) async fn interfere_under_lock(&self, pool: &AnyPool) {
+        let sql = self
+            .interference
+            .lock()
+            .expect("the interference is never poisoned")
+            .clone();
+        if let Some(sql) = sql {
+            let pool = pool.clone();
+            tokio::spawn(async move { sqlx::raw_sql(&sql).execute(&pool).await });
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     pub fn stats(&self) -> WriteStats {
         WriteStats {
             statements: self.statements.load(Ordering::Relaxed),
             changes: self.changes.load(Ordering::Relaxed),
+            moved_on: self.moved_on.load(Ordering::Relaxed),
+            locked: self.locked.load(Ordering::Relaxed),
         }
+    }
+
+    /// An optimistic write found its case moved on.
+    pub(super) fn count_moved_on(&self) {
+        self.moved_on.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A change takes the row lock after its optimistic tries.
+    pub(super) fn count_locked(&self) {
+        self.locked.fetch_add(1, Ordering::Relaxed);
     }
 
     fn count(&self, changes: usize) {
@@ -397,6 +452,17 @@ impl Writer {
         pool: &AnyPool,
         row: Row,
     ) -> Result<Written, CaseStoreError> {
+        #[cfg(test)]
+        {
+            let sql = self
+                .interference
+                .lock()
+                .expect("the interference is never poisoned")
+                .clone();
+            if let Some(sql) = sql {
+                sqlx::raw_sql(&sql).execute(pool).await?;
+            }
+        }
         let case_id = row.case_id;
         let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
         let (reply, mut answer) = oneshot::channel();

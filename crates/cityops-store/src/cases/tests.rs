@@ -2124,8 +2124,105 @@ async fn changes_written_together_fail_only_for_the_change_at_fault(db: TestDb) 
     );
 }
 
+/// A PostgreSQL change whose case moves on between its read and its write at every optimistic try
+/// (here another writer bumps the version each time) is not starved: after the tries it is read
+/// under the row lock and written, once, with the audit chain intact; each stale try is counted. The
+/// other writer's next bump, started while the change holds the lock, lands only after its commit.
+/// A change that named the version it read is a conflict at once and never takes the lock.
+async fn a_change_whose_case_keeps_moving_is_written_under_the_row_lock(db: TestDb) {
+    assert_eq!(db.dialect(), crate::Dialect::Postgres);
+    let w = World::open(&db).await;
+    let start = t("2026-04-10 09:00");
+    let accepted = accepted_cases(&w, 1, start).await.remove(0);
+    let counts = (w.count("case_audit").await, w.count("outbox").await);
+    let bump = format!(
+        "UPDATE cases SET version = version + 1 WHERE id = {}",
+        accepted.id
+    );
+    w.store.changes.interfere(Some(bump.clone()));
+    let before = w.store.case_write_stats();
+    let registered = register(&w, &accepted, false, plus(start, 30))
+        .await
+        .unwrap();
+    let stats = w.store.case_write_stats();
+    assert_eq!(
+        (
+            stats.moved_on - before.moved_on,
+            stats.locked - before.locked
+        ),
+        (OPTIMISTIC_ATTEMPTS as u64, 1),
+        "{stats:?}"
+    );
+    assert_eq!(registered.state, CaseState::Registered);
+    // The two bumps of the optimistic tries, then the change itself (the bump started under the lock
+    // waited, or the change would have found its case moved again and failed).
+    assert_eq!(
+        registered.version,
+        accepted.version + OPTIMISTIC_ATTEMPTS as i64 + 1
+    );
+    // ...and that bump lands after the commit.
+    w.store.changes.interfere(None);
+    let mut bumped_after = registered.clone();
+    bumped_after.version += 1;
+    let waited = std::time::Instant::now();
+    while w.store.case(accepted.id).await.unwrap() != bumped_after {
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(10),
+            "the bump waiting for the row lock never landed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        (w.count("case_audit").await, w.count("outbox").await),
+        (counts.0 + 1, counts.1 + 1),
+        "the change was written exactly once"
+    );
+    assert!(w.store.verify_audit(accepted.id).await.unwrap().ok);
+
+    // Named version: the first stale try is the caller's conflict.
+    w.store.changes.interfere(Some(bump));
+    let before = w.store.case_write_stats();
+    let dispatched = w
+        .try_act(
+            &bumped_after,
+            Action::Dispatch {
+                department: "sanitation".to_string(),
+            },
+            Role::Dispatcher,
+            plus(start, 40),
+        )
+        .await;
+    w.store.changes.interfere(None);
+    assert!(
+        matches!(dispatched, Err(CaseStoreError::Conflict { .. })),
+        "{dispatched:?}"
+    );
+    let stats = w.store.case_write_stats();
+    assert_eq!(
+        (
+            stats.moved_on - before.moved_on,
+            stats.locked - before.locked
+        ),
+        (1, 0),
+        "{stats:?}"
+    );
+    assert_eq!(
+        (w.count("case_audit").await, w.count("outbox").await),
+        (counts.0 + 1, counts.1 + 1),
+        "nothing of the refused change was written"
+    );
+}
+
 /// Tests of an interleaving only PostgreSQL can have.
 mod postgres_only {
+    #[tokio::test]
+    async fn a_change_whose_case_keeps_moving_is_written_under_the_row_lock() {
+        super::a_change_whose_case_keeps_moving_is_written_under_the_row_lock(
+            crate::testing::TestDb::new(crate::Dialect::Postgres).await,
+        )
+        .await
+    }
+
     #[tokio::test]
     async fn changes_written_together_fail_only_for_the_change_at_fault() {
         super::changes_written_together_fail_only_for_the_change_at_fault(
