@@ -336,3 +336,54 @@ fn states_read_in_either_language() {
     }
     assert_eq!(ComponentState::parse("broken"), None);
 }
+
+/// A registry built at once (bulk-loaded trees) answers as one built a component at a time, and a
+/// later component with an earlier one's id replaces it there too, category and place included.
+#[test]
+fn a_registry_built_at_once_answers_as_one_built_by_insertions() {
+    use ComponentState::*;
+    let mut all: Vec<Component> = (0..300)
+        .map(|i| {
+            let category = if i % 3 == 0 { "C0101" } else { "C0102" };
+            let state = if i % 7 == 0 { Removed } else { InService };
+            component(&format!("K{i:03}"), category, (i * 37 % 1000) as f64, state)
+        })
+        .collect();
+    // K010 moves far east and becomes a C0301; K020 is re-imported in place, now removed.
+    all.push(component("K010", "C0301", 5000.0, InService));
+    all.push(component("K020", "C0102", (20 * 37 % 1000) as f64, Removed));
+    let at_once = ComponentRegistry::new(all.clone());
+    let mut one_by_one = ComponentRegistry::default();
+    for c in all {
+        one_by_one.insert(c);
+    }
+    assert_eq!(at_once.len(), 300);
+    assert_eq!(at_once.get("K010").unwrap().category_code, "C0301");
+    assert_eq!(at_once.get("K020").unwrap().state, Removed);
+    assert!(
+        at_once
+            .iter()
+            .map(|c| &c.id)
+            .eq(one_by_one.iter().map(|c| &c.id))
+    );
+    for category in ["C0101", "C0102", "C0301", "C0999"] {
+        for east_m in (-100..1200).step_by(13).chain([5000]) {
+            let found = |registry: &ComponentRegistry| {
+                registry
+                    .nearest(category, offset(east_m as f64, 3.0), f64::INFINITY)
+                    .map(|found| (found.component.id.clone(), found.distance_m))
+            };
+            assert_eq!(
+                found(&at_once),
+                found(&one_by_one),
+                "{category} at {east_m} m"
+            );
+        }
+    }
+    assert_eq!(
+        at_once
+            .nearest("C0301", offset(4990.0, 0.0), 50.0)
+            .map(|found| found.component.id.as_str()),
+        Some("K010")
+    );
+}

@@ -114,11 +114,34 @@ pub struct ComponentRegistry {
 }
 
 impl ComponentRegistry {
+    /// A registry of `components` (a later one with the id of an earlier one replaces it, as
+    /// [`ComponentRegistry::insert`] does). The trees are bulk-loaded: faster to build than one
+    /// insertion at a time, and better packed for the nearest-component search.
     pub fn new(components: impl IntoIterator<Item = Component>) -> Self {
         let mut registry = Self::default();
         for component in components {
-            registry.insert(component);
+            match registry.by_id.get(&component.id) {
+                Some(&slot) => registry.components[slot] = component,
+                None => {
+                    registry
+                        .by_id
+                        .insert(component.id.clone(), registry.components.len());
+                    registry.components.push(component);
+                }
+            }
         }
+        let mut points: HashMap<&str, Vec<GeomWithData<[f64; 3], usize>>> = HashMap::new();
+        for (slot, component) in registry.components.iter().enumerate() {
+            points
+                .entry(component.category_code.as_str())
+                .or_default()
+                .push(GeomWithData::new(unit_vector(component.point()), slot));
+        }
+        let trees = points
+            .into_iter()
+            .map(|(category, points)| (category.to_string(), RTree::bulk_load(points)))
+            .collect();
+        registry.trees = trees;
         registry
     }
 
