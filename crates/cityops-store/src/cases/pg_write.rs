@@ -409,16 +409,20 @@ impl Writer {
     /// row lock and gives it time to reach the lock: it must wait for the change's commit (tests).
     #[cfg(test)]
     pub(super) async fn interfere_under_lock(&self, pool: &AnyPool) {
-        let sql = self
-            .interference
-            .lock()
-            .expect("the interference is never poisoned")
-            .clone();
-        if let Some(sql) = sql {
+        if let Some(sql) = self.interference() {
             let pool = pool.clone();
             tokio::spawn(async move { sqlx::raw_sql(&sql).execute(&pool).await });
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+    }
+
+    /// The interference set, if any (tests).
+    #[cfg(test)]
+    fn interference(&self) -> Option<String> {
+        self.interference
+            .lock()
+            .expect("the interference is never poisoned")
+            .clone()
     }
 
     pub fn stats(&self) -> WriteStats {
@@ -453,15 +457,8 @@ impl Writer {
         row: Row,
     ) -> Result<Written, CaseStoreError> {
         #[cfg(test)]
-        {
-            let sql = self
-                .interference
-                .lock()
-                .expect("the interference is never poisoned")
-                .clone();
-            if let Some(sql) = sql {
-                sqlx::raw_sql(&sql).execute(pool).await?;
-            }
+        if let Some(sql) = self.interference() {
+            sqlx::raw_sql(&sql).execute(pool).await?;
         }
         let case_id = row.case_id;
         let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
