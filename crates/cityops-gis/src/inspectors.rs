@@ -90,26 +90,17 @@ pub struct Candidate {
 
 #[derive(Debug, Clone)]
 struct Entry {
-    /// The inspector's id (also the key of `slots`).
-    id: String,
     status: InspectorStatus,
     position: Option<Position>,
 }
 
 /// Status and last position of every inspector.
-///
-/// Each inspector known has a slot: the tree's points carry the slot, not the id, so a move allocates
-/// nothing and a search reads statuses by index instead of hashing ids.
 #[derive(Debug, Clone)]
 pub struct InspectorBoard {
     max_position_age_ms: i64,
-    /// Inspector id → slot in `entries`.
-    slots: HashMap<String, u32>,
-    /// `None`: a slot freed by [`InspectorBoard::remove`], listed in `free` for the next inspector.
-    entries: Vec<Option<Entry>>,
-    free: Vec<u32>,
-    /// Exactly the inspectors with a position, at the unit vector of that position, with their slot.
-    tree: RTree<GeomWithData<[f64; 3], u32>>,
+    inspectors: HashMap<String, Entry>,
+    /// Exactly the inspectors with a position, at the unit vector of that position.
+    tree: RTree<GeomWithData<[f64; 3], String>>,
 }
 
 impl InspectorBoard {
@@ -117,34 +108,32 @@ impl InspectorBoard {
     pub fn new(max_position_age_ms: i64) -> Self {
         Self {
             max_position_age_ms,
-            slots: HashMap::new(),
-            entries: Vec::new(),
-            free: Vec::new(),
+            inspectors: HashMap::new(),
             tree: RTree::new(),
         }
     }
 
     pub fn set_status(&mut self, inspector: &str, status: InspectorStatus) {
-        let slot = self.slot(inspector);
-        self.entry_mut(slot).status = status;
+        self.entry(inspector).status = status;
     }
 
     /// Moves an inspector. Returns false (and changes nothing) when the board already holds a position
     /// at least as recent.
     pub fn update_position(&mut self, inspector: &str, point: GeoPoint, time: UnixMillis) -> bool {
-        let slot = self.slot(inspector);
-        let entry = self.entry_mut(slot);
+        let entry = self.entry(inspector);
         let old = entry.position;
         if old.is_some_and(|old| old.time >= time) {
             return false;
         }
         entry.position = Some(Position { point, time });
         if let Some(old) = old {
-            self.tree
-                .remove(&GeomWithData::new(unit_vector(old.point), slot));
+            self.tree.remove(&GeomWithData::new(
+                unit_vector(old.point),
+                inspector.to_string(),
+            ));
         }
         self.tree
-            .insert(GeomWithData::new(unit_vector(point), slot));
+            .insert(GeomWithData::new(unit_vector(point), inspector.to_string()));
         true
     }
 
@@ -155,34 +144,32 @@ impl InspectorBoard {
 
     /// Forgets an inspector; returns whether the board knew them.
     pub fn remove(&mut self, inspector: &str) -> bool {
-        let Some(slot) = self.slots.remove(inspector) else {
+        let Some(entry) = self.inspectors.remove(inspector) else {
             return false;
         };
-        let entry = self.entries[slot as usize]
-            .take()
-            .expect("a listed slot holds its inspector");
         if let Some(old) = entry.position {
-            self.tree
-                .remove(&GeomWithData::new(unit_vector(old.point), slot));
+            self.tree.remove(&GeomWithData::new(
+                unit_vector(old.point),
+                inspector.to_string(),
+            ));
         }
-        self.free.push(slot);
         true
     }
 
     pub fn status(&self, inspector: &str) -> Option<InspectorStatus> {
-        self.entry(inspector).map(|entry| entry.status)
+        self.inspectors.get(inspector).map(|entry| entry.status)
     }
 
     pub fn position(&self, inspector: &str) -> Option<Position> {
-        self.entry(inspector)?.position
+        self.inspectors.get(inspector)?.position
     }
 
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.inspectors.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.inspectors.is_empty()
     }
 
     /// The `n` available inspectors with a fresh position (at most the maximum age old at `now`) for a
@@ -231,13 +218,10 @@ impl InspectorBoard {
             if limit.is_some_and(|limit| chord2 > limit) {
                 break;
             }
-            let Some(entry) = self.entries[item.data as usize].as_ref() else {
+            let id = item.data.as_str();
+            let Some(position) = self.dispatchable(id, now) else {
                 continue;
             };
-            let Some(position) = self.dispatchable_entry(entry, now) else {
-                continue;
-            };
-            let id = entry.id.as_str();
             if taken.contains(id) {
                 continue;
             }
@@ -262,49 +246,18 @@ impl InspectorBoard {
 
     /// The position of an available inspector whose position is fresh at `now`.
     fn dispatchable(&self, inspector: &str, now: UnixMillis) -> Option<Position> {
-        self.dispatchable_entry(self.entry(inspector)?, now)
-    }
-
-    fn dispatchable_entry(&self, entry: &Entry, now: UnixMillis) -> Option<Position> {
+        let entry = self.inspectors.get(inspector)?;
         let position = entry.position?;
         let fresh = now.saturating_sub(position.time) <= self.max_position_age_ms;
         (entry.status == InspectorStatus::Available && fresh).then_some(position)
     }
 
-    fn entry(&self, inspector: &str) -> Option<&Entry> {
-        let slot = *self.slots.get(inspector)?;
-        self.entries[slot as usize].as_ref()
-    }
-
-    fn entry_mut(&mut self, slot: u32) -> &mut Entry {
-        self.entries[slot as usize]
-            .as_mut()
-            .expect("a listed slot holds its inspector")
-    }
-
-    /// The inspector's slot, given one (off duty, no position) if the board did not know them.
-    fn slot(&mut self, inspector: &str) -> u32 {
-        if let Some(&slot) = self.slots.get(inspector) {
-            return slot;
-        }
-        let entry = Entry {
-            id: inspector.to_string(),
-            status: InspectorStatus::OffDuty,
-            position: None,
-        };
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.entries[slot as usize] = Some(entry);
-                slot
-            }
-            None => {
-                let slot = u32::try_from(self.entries.len())
-                    .expect("fewer than 2^32 inspectors on one board");
-                self.entries.push(Some(entry));
-                slot
-            }
-        };
-        self.slots.insert(inspector.to_string(), slot);
-        slot
+    fn entry(&mut self, inspector: &str) -> &mut Entry {
+        self.inspectors
+            .entry(inspector.to_string())
+            .or_insert(Entry {
+                status: InspectorStatus::OffDuty,
+                position: None,
+            })
     }
 }
