@@ -262,6 +262,19 @@ async fn metrics(
         "Case changes those statements or commits carried (on PostgreSQL also those found stale).",
         written.changes,
     );
+    let read = state.store.case_read_stats();
+    w.single(
+        "cityops_case_read_statements_total",
+        "counter",
+        "PostgreSQL: statements that read cases for changes (several reads each under load).",
+        read.statements,
+    );
+    w.single(
+        "cityops_case_read_reads_total",
+        "counter",
+        "PostgreSQL: case reads for changes those statements carried.",
+        read.reads,
+    );
     w.single(
         "cityops_case_write_moved_on_total",
         "counter",

@@ -142,8 +142,10 @@ pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
     turn: db::WriteTurn,
-    /// Case changes on PostgreSQL, written together ([`cases::pg_write`]).
+    /// Case changes on PostgreSQL, written together ([`cases::pg_write`]), and the reads they are
+    /// decided on, read together ([`cases::pg_read`]).
     changes: Arc<cases::pg_write::Writer>,
+    reads: Arc<cases::pg_read::Reader>,
 }
 
 const META_SEQ_RESERVED: &str = "bus_seq_reserved";
@@ -159,6 +161,7 @@ impl Store {
             dialect,
             turn: db::WriteTurn::default(),
             changes: Arc::default(),
+            reads: Arc::default(),
         })
     }
 

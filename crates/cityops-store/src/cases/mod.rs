@@ -89,6 +89,7 @@ macro_rules! clock_columns {
 mod audit;
 mod clocks;
 mod outbox;
+pub(crate) mod pg_read;
 pub(crate) mod pg_write;
 mod query;
 mod rows;
@@ -119,6 +120,7 @@ pub use clocks::{CaseClock, ClockChanges, DueClock, DueKind, SlaPolicy};
 pub use outbox::{
     CASE_CREATED, CASE_SLA_OVERDUE, CASE_SLA_WARNING, NewOutboxEvent, OutboxEvent, event_type_for,
 };
+pub use pg_read::ReadStats;
 pub use pg_write::WriteStats;
 pub use query::{CaseCursor, CasePage, CaseQuery, CaseSort, MAX_PAGE};
 pub use sensor::SensorEvidence;
@@ -477,10 +479,11 @@ impl Store {
         evidence: &[String],
     ) -> Result<Case, CaseStoreError> {
         for _ in 0..OPTIMISTIC_ATTEMPTS {
-            let PlannedPg { outcome, row } = {
-                let mut conn = self.pool.acquire().await?;
-                plan_change_pg(&mut conn, change, note, evidence, false).await?
-            };
+            let loaded = self
+                .reads
+                .read(&self.pool, change.case_id, starts_clock(change))
+                .await?;
+            let PlannedPg { outcome, row } = plan_loaded_pg(change, note, evidence, loaded)?;
             let written = self.changes.write(&self.pool, row).await?;
             if let Some(after) = outcome.after_written(written) {
                 return Ok(after);
@@ -515,6 +518,12 @@ impl Store {
             Dialect::Postgres => self.changes.stats(),
             Dialect::Sqlite => self.turn.stats(),
         }
+    }
+
+    /// How cases were read for changes on PostgreSQL ([`pg_read`]; SQLite reads under its write turn,
+    /// one by one: zeros).
+    pub fn case_read_stats(&self) -> ReadStats {
+        self.reads.stats()
     }
 
     /// The case with this id.
@@ -703,9 +712,29 @@ async fn plan_change_pg(
     evidence: &[String],
     lock: bool,
 ) -> Result<PlannedPg, CaseStoreError> {
-    let starts_clock = matches!(change.transition.clock, ClockEffect::Start(_));
-    let (case, head, reserved_clock_id) =
-        load_for_change(conn, Dialect::Postgres, change.case_id, lock, starts_clock).await?;
+    let loaded = load_for_change(
+        conn,
+        Dialect::Postgres,
+        change.case_id,
+        lock,
+        starts_clock(change),
+    )
+    .await?;
+    plan_loaded_pg(change, note, evidence, loaded)
+}
+
+/// Whether the change starts a clock (its read reserves the clock's id).
+fn starts_clock(change: &CaseChange<'_>) -> bool {
+    matches!(change.transition.clock, ClockEffect::Start(_))
+}
+
+/// A PostgreSQL change decided on the case as read.
+fn plan_loaded_pg(
+    change: &CaseChange<'_>,
+    note: Option<&str>,
+    evidence: &[String],
+    (case, head, reserved_clock_id): pg_read::Loaded,
+) -> Result<PlannedPg, CaseStoreError> {
     let Planned {
         before,
         mut after,

@@ -2213,8 +2213,76 @@ async fn a_change_whose_case_keeps_moving_is_written_under_the_row_lock(db: Test
     );
 }
 
+/// Concurrent reads of cases about to change go to PostgreSQL together (`pg_read`): each caller gets
+/// its own case, a clock id of its own where it asked for one (two reads of one case included), and
+/// a missing case is that caller's "not found" alone.
+async fn reads_for_changes_go_together_and_each_gets_its_own_case(db: TestDb) {
+    assert_eq!(db.dialect(), crate::Dialect::Postgres);
+    let w = std::sync::Arc::new(World::open(&db).await);
+    let start = t("2026-04-10 09:00");
+    let cases = accepted_cases(&w, 5, start).await;
+    let missing = cases.iter().map(|c| c.id).max().unwrap() + 1000;
+    // (case id, reserve a clock id): the first case twice, both reserving.
+    let mut asks: Vec<(CaseId, bool)> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id, i % 2 == 0))
+        .collect();
+    asks.push((cases[0].id, true));
+    asks.push((missing, true));
+    let before = w.store.case_read_stats();
+    let held = w.store.reads.hold_turns().await;
+    let tasks: Vec<_> = asks
+        .iter()
+        .map(|&(id, reserve)| {
+            let w = w.clone();
+            tokio::spawn(async move { w.store.reads.read(w.store.pool(), id, reserve).await })
+        })
+        .collect();
+    let waited = std::time::Instant::now();
+    while w.store.reads.queued() < asks.len() {
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(10),
+            "the reads did not all queue"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    drop(held);
+    let mut reserved = Vec::new();
+    for (task, &(id, reserve)) in tasks.into_iter().zip(&asks) {
+        let result = task.await.unwrap();
+        if id == missing {
+            assert!(
+                matches!(result, Err(CaseStoreError::NotFound(_))),
+                "{result:?}"
+            );
+            continue;
+        }
+        let (case, head, clock_id) = result.unwrap();
+        assert_eq!(case, w.store.case(id).await.unwrap());
+        assert_eq!(head.seq, 2, "report and accept");
+        assert_eq!(clock_id.is_some(), reserve, "case {id}");
+        reserved.extend(clock_id);
+    }
+    let count = reserved.len();
+    reserved.sort_unstable();
+    reserved.dedup();
+    assert_eq!(reserved.len(), count, "every reservation is its own id");
+    let stats = w.store.case_read_stats();
+    assert_eq!(stats.reads - before.reads, asks.len() as u64, "{stats:?}");
+    assert_eq!(stats.statements - before.statements, 1, "{stats:?}");
+}
+
 /// Tests of an interleaving only PostgreSQL can have.
 mod postgres_only {
+    #[tokio::test]
+    async fn reads_for_changes_go_together_and_each_gets_its_own_case() {
+        super::reads_for_changes_go_together_and_each_gets_its_own_case(
+            crate::testing::TestDb::new(crate::Dialect::Postgres).await,
+        )
+        .await
+    }
+
     #[tokio::test]
     async fn a_change_whose_case_keeps_moving_is_written_under_the_row_lock() {
         super::a_change_whose_case_keeps_moving_is_written_under_the_row_lock(

@@ -263,6 +263,8 @@ pub(super) struct Driven {
     pub transitions: usize,
     /// PostgreSQL statements that wrote the transitions (several changes each under concurrency).
     pub statements: u64,
+    /// PostgreSQL statements that read the cases the transitions were decided on.
+    pub read_statements: u64,
     pub create_secs: f64,
     pub transition_secs: f64,
 }
@@ -305,6 +307,7 @@ pub(super) async fn drive_cases(
     let steps = lifecycle();
     let transitions = cases * steps.len();
     let written_before = store.case_write_stats();
+    let read_before = store.case_read_stats();
     let began = Instant::now();
     let mut tasks = Vec::new();
     for mine in filed {
@@ -367,6 +370,7 @@ pub(super) async fn drive_cases(
     Ok(Driven {
         transitions,
         statements: store.case_write_stats().statements - written_before.statements,
+        read_statements: store.case_read_stats().statements - read_before.statements,
         create_secs,
         transition_secs,
     })
@@ -451,6 +455,9 @@ pub(super) fn transition_row(
         "create_case_per_s".into(),
         (cases as f64 / driven.create_secs).round().into(),
     );
+    if driven.read_statements > 0 {
+        details.insert("read_statements".into(), driven.read_statements.into());
+    }
     if driven.statements > 0 {
         details.insert("statements".into(), driven.statements.into());
         details.insert(

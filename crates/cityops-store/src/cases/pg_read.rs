@@ -1,0 +1,269 @@
+//! Batched reads of cases about to change on PostgreSQL: the reads of concurrent callers go to the
+//! server as ONE statement.
+//!
+//! A transition on PostgreSQL reads its case without a lock, decides, and hands its writes to the
+//! group commit ([`super::pg_write`]). Under load the writes go many to a statement while each read
+//! was still a round trip of its own, and on a small shared machine a round trip's wake-ups cost more
+//! than the read: a caller queues its read, a caller that gets one of [`READERS`] turns reads up to
+//! [`MAX_BATCH`] queued ones by id in one statement (reserving a clock id for each that asked, as
+//! the single read does), and every caller gets its own case. A lone caller reads alone at once.
+//! A read changes nothing, so unlike a write there is nothing to undo if a caller goes away.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use sqlx::{AnyPool, Row as _};
+use tokio::sync::{Semaphore, oneshot};
+
+use super::{Case, CaseId, CaseStoreError, audit, load_for_change, rows};
+use crate::Dialect;
+
+/// The most reads one statement carries.
+const MAX_BATCH: usize = 64;
+
+/// How many read statements run at once.
+const READERS: usize = 2;
+
+/// A case as read for a change: the case, its audit head, and a reserved clock id if asked for.
+pub(super) type Loaded = (Case, audit::Head, Option<i64>);
+
+/// The cases of `$1` (ids) in their order (`read_ord`, from 1), each with a clock id reserved where
+/// `$2` says so. A missing case has no row.
+static STATEMENT: LazyLock<String> = LazyLock::new(|| {
+    rows::CASE_SELECT.replacen(
+        " FROM cases c ",
+        ", r.ord AS read_ord, CASE WHEN r.reserve \
+         THEN nextval(pg_get_serial_sequence('case_clocks', 'id')) END AS reserved_clock_id \
+         FROM unnest(CAST($1 AS BIGINT[]), CAST($2 AS BOOLEAN[])) WITH ORDINALITY \
+         AS r(id, reserve, ord) JOIN cases c ON c.id = r.id ",
+        1,
+    )
+});
+
+struct Job {
+    case_id: CaseId,
+    reserve: bool,
+    reply: oneshot::Sender<Result<Loaded, String>>,
+}
+
+/// The reads of one store waiting to go, and the turns to send them.
+#[derive(Debug)]
+pub(crate) struct Reader {
+    queue: Mutex<VecDeque<Job>>,
+    turns: Arc<Semaphore>,
+    /// Statements that read cases, and the reads they carried.
+    statements: AtomicU64,
+    reads: AtomicU64,
+}
+
+/// How cases were read for changes on PostgreSQL: `reads / statements` is the mean batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    pub statements: u64,
+    pub reads: u64,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "read of case {}", self.case_id)
+    }
+}
+
+impl Default for Reader {
+    fn default() -> Self {
+        Self {
+            queue: Mutex::new(VecDeque::new()),
+            turns: Arc::new(Semaphore::new(READERS)),
+            statements: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Reader {
+    pub fn stats(&self) -> ReadStats {
+        ReadStats {
+            statements: self.statements.load(Ordering::Relaxed),
+            reads: self.reads.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Takes every reader turn until the permit is dropped: the reads that come meanwhile queue and
+    /// go together (tests).
+    #[cfg(test)]
+    pub(super) async fn hold_turns(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.turns
+            .clone()
+            .acquire_many_owned(READERS as u32)
+            .await
+            .expect("the turns are never closed")
+    }
+
+    /// Reads waiting for a turn (tests).
+    #[cfg(test)]
+    pub(super) fn queued(&self) -> usize {
+        self.queue
+            .lock()
+            .expect("the read queue is never poisoned")
+            .len()
+    }
+
+    /// Reads case `case_id` for a change (reserving a clock id when `reserve`), with whatever other
+    /// reads are queued.
+    pub(super) async fn read(
+        self: &Arc<Self>,
+        pool: &AnyPool,
+        case_id: CaseId,
+        reserve: bool,
+    ) -> Result<Loaded, CaseStoreError> {
+        let (reply, mut answer) = oneshot::channel();
+        self.queue
+            .lock()
+            .expect("the read queue is never poisoned")
+            .push_back(Job {
+                case_id,
+                reserve,
+                reply,
+            });
+        loop {
+            tokio::select! {
+                biased;
+                outcome = &mut answer => return answered(case_id, outcome),
+                turn = self.turns.clone().acquire_owned() => {
+                    let Ok(turn) = turn else {
+                        return Err(anyhow::anyhow!("the case reader is closed").into());
+                    };
+                    let batch = self.take_batch();
+                    if batch.is_empty() {
+                        // Another reader took this read: its answer comes.
+                        drop(turn);
+                        return answered(case_id, answer.await);
+                    }
+                    self.statements.fetch_add(1, Ordering::Relaxed);
+                    self.reads.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    let pool = pool.clone();
+                    // A task of its own: the other callers get their cases even if this one goes away.
+                    let task = tokio::spawn(async move {
+                        read_batch(&pool, batch).await;
+                        drop(turn);
+                    });
+                    let _ = task.await;
+                }
+            }
+        }
+    }
+
+    /// Up to [`MAX_BATCH`] queued reads, oldest first.
+    fn take_batch(&self) -> Vec<Job> {
+        let mut queue = self.queue.lock().expect("the read queue is never poisoned");
+        let n = queue.len().min(MAX_BATCH);
+        queue.drain(..n).collect()
+    }
+}
+
+fn answered(
+    case_id: CaseId,
+    answer: Result<Result<Loaded, String>, oneshot::error::RecvError>,
+) -> Result<Loaded, CaseStoreError> {
+    match answer {
+        Ok(Ok(loaded)) => Ok(loaded),
+        Ok(Err(e)) if e.is_empty() => Err(CaseStoreError::NotFound(format!("case {case_id}"))),
+        Ok(Err(e)) => Err(anyhow::anyhow!("Failed to read case {case_id}: {e}").into()),
+        Err(_) => Err(anyhow::anyhow!("the read of case {case_id} was given up").into()),
+    }
+}
+
+/// Reads a batch and answers each job (an empty error: no such case).
+async fn read_batch(pool: &AnyPool, batch: Vec<Job>) {
+    let mut conn = match pool.acquire().await {
+        Ok(conn) => conn,
+        Err(e) => {
+            for job in batch {
+                let _ = job.reply.send(Err(e.to_string()));
+            }
+            return;
+        }
+    };
+    if let [job] = &batch[..] {
+        let result = load_for_change(
+            &mut conn,
+            Dialect::Postgres,
+            job.case_id,
+            false,
+            job.reserve,
+        )
+        .await
+        .map_err(|e| match e {
+            CaseStoreError::NotFound(_) => String::new(),
+            other => format!("{other:#}"),
+        });
+        let job = batch.into_iter().next().expect("one job");
+        let _ = job.reply.send(result);
+        return;
+    }
+    let ids = list(batch.iter().map(|job| job.case_id.to_string()));
+    let reserves = list(
+        batch
+            .iter()
+            .map(|job| if job.reserve { "t" } else { "f" }.into()),
+    );
+    let rows = sqlx::query(STATEMENT.as_str())
+        .bind(ids)
+        .bind(reserves)
+        .fetch_all(&mut *conn)
+        .await;
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(e) => {
+            for job in batch {
+                let _ = job.reply.send(Err(e.to_string()));
+            }
+            return;
+        }
+    };
+    let mut answers: Vec<Option<Result<Loaded, String>>> = (0..batch.len()).map(|_| None).collect();
+    for row in &rows {
+        let loaded = (|| -> anyhow::Result<(usize, Loaded)> {
+            let ord: i64 = row.try_get("read_ord")?;
+            let index = usize::try_from(ord - 1)?;
+            let reserved: Option<i64> = row.try_get("reserved_clock_id")?;
+            Ok((
+                index,
+                (
+                    rows::case_from_row(row)?,
+                    audit::Head::from_case_row(row)?,
+                    reserved,
+                ),
+            ))
+        })();
+        match loaded {
+            Ok((index, loaded)) if index < answers.len() => answers[index] = Some(Ok(loaded)),
+            Ok((index, _)) => {
+                tracing::error!(index, "a batched case read answered a row it was not asked")
+            }
+            Err(e) => {
+                for answer in answers.iter_mut().filter(|a| a.is_none()) {
+                    *answer = Some(Err(format!("{e:#}")));
+                }
+            }
+        }
+    }
+    for (job, answer) in batch.into_iter().zip(answers) {
+        // No row: no such case.
+        let _ = job.reply.send(answer.unwrap_or_else(|| Err(String::new())));
+    }
+}
+
+/// A PostgreSQL array literal of `items` (integers or booleans: nothing to quote).
+fn list(items: impl Iterator<Item = String>) -> String {
+    let mut out = String::from("{");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&item);
+    }
+    out.push('}');
+    out
+}
