@@ -44,7 +44,8 @@ static STATEMENT: LazyLock<String> = LazyLock::new(|| {
 struct Job {
     case_id: CaseId,
     reserve: bool,
-    reply: oneshot::Sender<Result<Loaded, String>>,
+    /// `Ok(None)`: no such case.
+    reply: oneshot::Sender<Result<Option<Loaded>, String>>,
 }
 
 /// The reads of one store waiting to go, and the turns to send them.
@@ -164,17 +165,17 @@ impl Reader {
 
 fn answered(
     case_id: CaseId,
-    answer: Result<Result<Loaded, String>, oneshot::error::RecvError>,
+    answer: Result<Result<Option<Loaded>, String>, oneshot::error::RecvError>,
 ) -> Result<Loaded, CaseStoreError> {
     match answer {
-        Ok(Ok(loaded)) => Ok(loaded),
-        Ok(Err(e)) if e.is_empty() => Err(CaseStoreError::NotFound(format!("case {case_id}"))),
+        Ok(Ok(Some(loaded))) => Ok(loaded),
+        Ok(Ok(None)) => Err(CaseStoreError::NotFound(format!("case {case_id}"))),
         Ok(Err(e)) => Err(anyhow::anyhow!("Failed to read case {case_id}: {e}").into()),
         Err(_) => Err(anyhow::anyhow!("the read of case {case_id} was given up").into()),
     }
 }
 
-/// Reads a batch and answers each job (an empty error: no such case).
+/// Reads a batch and answers each job.
 async fn read_batch(pool: &AnyPool, batch: Vec<Job>) {
     let mut conn = match pool.acquire().await {
         Ok(conn) => conn,
@@ -193,11 +194,12 @@ async fn read_batch(pool: &AnyPool, batch: Vec<Job>) {
             false,
             job.reserve,
         )
-        .await
-        .map_err(|e| match e {
-            CaseStoreError::NotFound(_) => String::new(),
-            other => format!("{other:#}"),
-        });
+        .await;
+        let result = match result {
+            Ok(loaded) => Ok(Some(loaded)),
+            Err(CaseStoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(format!("{e:#}")),
+        };
         let job = batch.into_iter().next().expect("one job");
         let _ = job.reply.send(result);
         return;
@@ -222,7 +224,9 @@ async fn read_batch(pool: &AnyPool, batch: Vec<Job>) {
             return;
         }
     };
-    let mut answers: Vec<Option<Result<Loaded, String>>> = (0..batch.len()).map(|_| None).collect();
+    // `None` until its row comes: a case with no row does not exist.
+    let mut answers: Vec<Option<Result<Option<Loaded>, String>>> =
+        (0..batch.len()).map(|_| None).collect();
     for row in &rows {
         let loaded = (|| -> anyhow::Result<(usize, Loaded)> {
             let ord: i64 = row.try_get("read_ord")?;
@@ -238,7 +242,7 @@ async fn read_batch(pool: &AnyPool, batch: Vec<Job>) {
             ))
         })();
         match loaded {
-            Ok((index, loaded)) if index < answers.len() => answers[index] = Some(Ok(loaded)),
+            Ok((index, loaded)) if index < answers.len() => answers[index] = Some(Ok(Some(loaded))),
             Ok((index, _)) => {
                 tracing::error!(index, "a batched case read answered a row it was not asked")
             }
@@ -250,8 +254,7 @@ async fn read_batch(pool: &AnyPool, batch: Vec<Job>) {
         }
     }
     for (job, answer) in batch.into_iter().zip(answers) {
-        // No row: no such case.
-        let _ = job.reply.send(answer.unwrap_or_else(|| Err(String::new())));
+        let _ = job.reply.send(answer.unwrap_or(Ok(None)));
     }
 }
 
