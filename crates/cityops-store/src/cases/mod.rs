@@ -87,6 +87,7 @@ macro_rules! clock_columns {
 }
 
 mod audit;
+mod batcher;
 mod clocks;
 mod outbox;
 pub(crate) mod pg_read;

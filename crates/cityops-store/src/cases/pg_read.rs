@@ -9,13 +9,13 @@
 //! the single read does), and every caller gets its own case. A lone caller reads alone at once.
 //! A read changes nothing, so unlike a write there is nothing to undo if a caller goes away.
 
-use std::collections::VecDeque;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
 
 use sqlx::{AnyPool, Row as _};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 
+use super::batcher::{Batcher, Waited};
 use super::{Case, CaseId, CaseStoreError, audit, load_for_change, rows};
 use crate::Dialect;
 
@@ -51,8 +51,7 @@ struct Job {
 /// The reads of one store waiting to go, and the turns to send them.
 #[derive(Debug)]
 pub(crate) struct Reader {
-    queue: Mutex<VecDeque<Job>>,
-    turns: Arc<Semaphore>,
+    batches: Batcher<Job>,
     /// Statements that read cases, and the reads they carried.
     statements: AtomicU64,
     reads: AtomicU64,
@@ -74,8 +73,7 @@ impl std::fmt::Debug for Job {
 impl Default for Reader {
     fn default() -> Self {
         Self {
-            queue: Mutex::new(VecDeque::new()),
-            turns: Arc::new(Semaphore::new(READERS)),
+            batches: Batcher::new(READERS),
             statements: AtomicU64::new(0),
             reads: AtomicU64::new(0),
         }
@@ -90,76 +88,52 @@ impl Reader {
         }
     }
 
-    /// Takes every reader turn until the permit is dropped: the reads that come meanwhile queue and
-    /// go together (tests).
+    /// Takes every reader turn until the permit is dropped (tests).
     #[cfg(test)]
     pub(super) async fn hold_turns(&self) -> tokio::sync::OwnedSemaphorePermit {
-        self.turns
-            .clone()
-            .acquire_many_owned(READERS as u32)
-            .await
-            .expect("the turns are never closed")
+        self.batches.hold_turns().await
     }
 
     /// Reads waiting for a turn (tests).
     #[cfg(test)]
     pub(super) fn queued(&self) -> usize {
-        self.queue
-            .lock()
-            .expect("the read queue is never poisoned")
-            .len()
+        self.batches.queued()
     }
 
     /// Reads case `case_id` for a change (reserving a clock id when `reserve`), with whatever other
     /// reads are queued.
     pub(super) async fn read(
-        self: &Arc<Self>,
+        &self,
         pool: &AnyPool,
         case_id: CaseId,
         reserve: bool,
     ) -> Result<Loaded, CaseStoreError> {
-        let (reply, mut answer) = oneshot::channel();
-        self.queue
-            .lock()
-            .expect("the read queue is never poisoned")
-            .push_back(Job {
-                case_id,
-                reserve,
-                reply,
-            });
-        loop {
-            tokio::select! {
-                biased;
-                outcome = &mut answer => return answered(case_id, outcome),
-                turn = self.turns.clone().acquire_owned() => {
-                    let Ok(turn) = turn else {
-                        return Err(anyhow::anyhow!("the case reader is closed").into());
-                    };
-                    let batch = self.take_batch();
-                    if batch.is_empty() {
-                        // Another reader took this read: its answer comes.
-                        drop(turn);
-                        return answered(case_id, answer.await);
-                    }
+        let (reply, answer) = oneshot::channel();
+        self.batches.push(Job {
+            case_id,
+            reserve,
+            reply,
+        });
+        let waited = self
+            .batches
+            .wait(
+                answer,
+                || self.batches.take(MAX_BATCH, |_, _| true),
+                |batch, turn| {
                     self.statements.fetch_add(1, Ordering::Relaxed);
                     self.reads.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     let pool = pool.clone();
-                    // A task of its own: the other callers get their cases even if this one goes away.
-                    let task = tokio::spawn(async move {
+                    tokio::spawn(async move {
                         read_batch(&pool, batch).await;
                         drop(turn);
-                    });
-                    let _ = task.await;
-                }
-            }
+                    })
+                },
+            )
+            .await;
+        match waited {
+            Waited::Answer(answer) => answered(case_id, answer),
+            Waited::Closed => Err(anyhow::anyhow!("the case reader is closed").into()),
         }
-    }
-
-    /// Up to [`MAX_BATCH`] queued reads, oldest first.
-    fn take_batch(&self) -> Vec<Job> {
-        let mut queue = self.queue.lock().expect("the read queue is never poisoned");
-        let n = queue.len().min(MAX_BATCH);
-        queue.drain(..n).collect()
     }
 }
 

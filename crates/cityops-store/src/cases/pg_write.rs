@@ -20,14 +20,14 @@
 //! one change at a time, so only the change at fault gets the error. A caller that goes away before
 //! its change was taken takes it out of the queue.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 
 use serde_json::{Map, Value, json};
 use sqlx::{AnyConnection, AnyPool, Row as _};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 
+use super::batcher::{Batcher, Waited};
 use super::{Case, CaseId, CaseStoreError, ClosureType, NewOutboxEvent, audit, clocks, outbox};
 use crate::Dialect;
 use crate::db::SqlBuilder;
@@ -312,8 +312,7 @@ impl std::fmt::Debug for Job {
 /// The changes of one store waiting to be written, and the turns to write them.
 #[derive(Debug)]
 pub(crate) struct Writer {
-    queue: Mutex<VecDeque<Job>>,
-    turns: Arc<Semaphore>,
+    batches: Batcher<Job>,
     tickets: AtomicU64,
     /// Statements that wrote changes, and the changes they carried (written or not).
     statements: AtomicU64,
@@ -324,7 +323,7 @@ pub(crate) struct Writer {
     /// SQL run before each optimistic write is queued: a test's stand-in for another change of the
     /// case landing between the read and the write.
     #[cfg(test)]
-    interference: Mutex<Option<String>>,
+    interference: std::sync::Mutex<Option<String>>,
 }
 
 /// How case changes were written: `changes / statements` is the mean group size. `statements` are
@@ -344,15 +343,14 @@ pub struct WriteStats {
 impl Default for Writer {
     fn default() -> Self {
         Self {
-            queue: Mutex::new(VecDeque::new()),
-            turns: Arc::new(Semaphore::new(WRITERS)),
+            batches: Batcher::new(WRITERS),
             tickets: AtomicU64::new(0),
             statements: AtomicU64::new(0),
             changes: AtomicU64::new(0),
             moved_on: AtomicU64::new(0),
             locked: AtomicU64::new(0),
             #[cfg(test)]
-            interference: Mutex::new(None),
+            interference: std::sync::Mutex::new(None),
         }
     }
 }
@@ -365,12 +363,7 @@ struct Queued<'a> {
 
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
-        let mut queue = self
-            .writer
-            .queue
-            .lock()
-            .expect("the change queue is never poisoned");
-        queue.retain(|job| job.ticket != self.ticket);
+        self.writer.batches.retain(|job| job.ticket != self.ticket);
     }
 }
 
@@ -379,20 +372,13 @@ impl Writer {
     /// and go together (tests).
     #[cfg(test)]
     pub(super) async fn hold_turns(&self) -> tokio::sync::OwnedSemaphorePermit {
-        self.turns
-            .clone()
-            .acquire_many_owned(WRITERS as u32)
-            .await
-            .expect("the turns are never closed")
+        self.batches.hold_turns().await
     }
 
     /// Changes waiting for a turn (tests).
     #[cfg(test)]
     pub(super) fn queued(&self) -> usize {
-        self.queue
-            .lock()
-            .expect("the change queue is never poisoned")
-            .len()
+        self.batches.queued()
     }
 
     /// Runs `sql` before every optimistic write from now on (`None`: no more), as if another change
@@ -462,59 +448,38 @@ impl Writer {
         }
         let case_id = row.case_id;
         let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
-        let (reply, mut answer) = oneshot::channel();
-        self.queue
-            .lock()
-            .expect("the change queue is never poisoned")
-            .push_back(Job { ticket, row, reply });
+        let (reply, answer) = oneshot::channel();
+        self.batches.push(Job { ticket, row, reply });
         let _queued = Queued {
             writer: self.as_ref(),
             ticket,
         };
-        loop {
-            tokio::select! {
-                biased;
-                outcome = &mut answer => return answered(case_id, outcome),
-                turn = self.turns.clone().acquire_owned() => {
-                    let Ok(turn) = turn else {
-                        return Err(anyhow::anyhow!("the case writer is closed").into());
-                    };
-                    let batch = self.take_batch();
-                    if batch.is_empty() {
-                        // Another writer took this change: its answer comes.
-                        drop(turn);
-                        return answered(case_id, answer.await);
-                    }
+        let waited = self
+            .batches
+            .wait(
+                answer,
+                || self.take_batch(),
+                |batch, turn| {
                     let pool = pool.clone();
                     let writer = self.clone();
-                    // A task of its own: the statement and the answers survive this caller going away.
-                    let task = tokio::spawn(async move {
+                    tokio::spawn(async move {
                         write_batch(&writer, &pool, batch).await;
                         drop(turn);
-                    });
-                    let _ = task.await;
-                }
-            }
+                    })
+                },
+            )
+            .await;
+        match waited {
+            Waited::Answer(answer) => answered(case_id, answer),
+            Waited::Closed => Err(anyhow::anyhow!("the case writer is closed").into()),
         }
     }
 
     /// Up to [`MAX_BATCH`] queued changes, oldest first, at most one per case.
     fn take_batch(&self) -> Vec<Job> {
-        let mut queue = self
-            .queue
-            .lock()
-            .expect("the change queue is never poisoned");
-        let mut batch: Vec<Job> = Vec::new();
-        let mut rest = VecDeque::with_capacity(queue.len());
-        while let Some(job) = queue.pop_front() {
-            if batch.len() < MAX_BATCH && batch.iter().all(|b| b.row.case_id != job.row.case_id) {
-                batch.push(job);
-            } else {
-                rest.push_back(job);
-            }
-        }
-        *queue = rest;
-        batch
+        self.batches.take(MAX_BATCH, |batch, job| {
+            batch.iter().all(|b| b.row.case_id != job.row.case_id)
+        })
     }
 }
 
