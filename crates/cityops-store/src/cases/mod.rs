@@ -459,7 +459,8 @@ impl Store {
     }
 
     /// PostgreSQL: optimistic concurrency in two round trips. The case and its audit head are read
-    /// without a lock (one statement, which also reserves the id of a clock the change starts); the
+    /// without a lock (one statement, which also reserves the id of a clock the change starts, and
+    /// may also carry the reads of other changes that came at the same time: [`pg_read`]); the
     /// change is decided on what was read; then every write goes in ONE statement, committed on its own
     /// (autocommit: a statement is its own transaction, atomic and durable at commit), which may also
     /// carry the changes of other cases that came at the same time ([`pg_write`]). The statement's
