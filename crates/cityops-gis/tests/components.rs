@@ -342,16 +342,18 @@ fn states_read_in_either_language() {
 #[test]
 fn a_registry_built_at_once_answers_as_one_built_by_insertions() {
     use ComponentState::*;
+    // Spread over a kilometre east, in a scrambled order.
+    let spread = |i: usize| (i * 37 % 1000) as f64;
     let mut all: Vec<Component> = (0..300)
         .map(|i| {
             let category = if i % 3 == 0 { "C0101" } else { "C0102" };
             let state = if i % 7 == 0 { Removed } else { InService };
-            component(&format!("K{i:03}"), category, (i * 37 % 1000) as f64, state)
+            component(&format!("K{i:03}"), category, spread(i), state)
         })
         .collect();
     // K010 moves far east and becomes a C0301; K020 is re-imported in place, now removed.
     all.push(component("K010", "C0301", 5000.0, InService));
-    all.push(component("K020", "C0102", (20 * 37 % 1000) as f64, Removed));
+    all.push(component("K020", "C0102", spread(20), Removed));
     let at_once = ComponentRegistry::new(all.clone());
     let mut one_by_one = ComponentRegistry::default();
     for c in all {
