@@ -104,10 +104,17 @@ impl<J> Batcher<J> {
             .expect("the turns are never closed")
     }
 
-    /// Jobs waiting for a turn (tests).
+    /// Waits until `n` jobs are queued (tests: with the turns held, they then go together).
     #[cfg(test)]
-    pub fn queued(&self) -> usize {
-        self.queue().len()
+    pub async fn until_queued(&self, n: usize) {
+        let waited = std::time::Instant::now();
+        while self.queue().len() < n {
+            assert!(
+                waited.elapsed() < std::time::Duration::from_secs(10),
+                "{n} jobs did not all queue"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<J>> {

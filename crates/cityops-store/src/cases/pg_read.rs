@@ -41,7 +41,7 @@ static STATEMENT: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-struct Job {
+pub(super) struct Job {
     case_id: CaseId,
     reserve: bool,
     /// `Ok(None)`: no such case.
@@ -51,7 +51,7 @@ struct Job {
 /// The reads of one store waiting to go, and the turns to send them.
 #[derive(Debug)]
 pub(crate) struct Reader {
-    batches: Batcher<Job>,
+    pub(super) batches: Batcher<Job>,
     /// Statements that read cases, and the reads they carried.
     statements: AtomicU64,
     reads: AtomicU64,
@@ -86,18 +86,6 @@ impl Reader {
             statements: self.statements.load(Ordering::Relaxed),
             reads: self.reads.load(Ordering::Relaxed),
         }
-    }
-
-    /// Takes every reader turn until the permit is dropped (tests).
-    #[cfg(test)]
-    pub(super) async fn hold_turns(&self) -> tokio::sync::OwnedSemaphorePermit {
-        self.batches.hold_turns().await
-    }
-
-    /// Reads waiting for a turn (tests).
-    #[cfg(test)]
-    pub(super) fn queued(&self) -> usize {
-        self.batches.queued()
     }
 
     /// Reads case `case_id` for a change (reserving a clock id when `reserve`), with whatever other

@@ -293,7 +293,7 @@ pub(super) async fn write(conn: &mut AnyConnection, rows: &[&Row]) -> anyhow::Re
         .collect()
 }
 
-struct Job {
+pub(super) struct Job {
     ticket: u64,
     row: Row,
     reply: oneshot::Sender<Result<Written, String>>,
@@ -312,7 +312,7 @@ impl std::fmt::Debug for Job {
 /// The changes of one store waiting to be written, and the turns to write them.
 #[derive(Debug)]
 pub(crate) struct Writer {
-    batches: Batcher<Job>,
+    pub(super) batches: Batcher<Job>,
     tickets: AtomicU64,
     /// Statements that wrote changes, and the changes they carried (written or not).
     statements: AtomicU64,
@@ -368,19 +368,6 @@ impl Drop for Queued<'_> {
 }
 
 impl Writer {
-    /// Takes every writer turn until the permit is dropped: the changes that come meanwhile queue
-    /// and go together (tests).
-    #[cfg(test)]
-    pub(super) async fn hold_turns(&self) -> tokio::sync::OwnedSemaphorePermit {
-        self.batches.hold_turns().await
-    }
-
-    /// Changes waiting for a turn (tests).
-    #[cfg(test)]
-    pub(super) fn queued(&self) -> usize {
-        self.batches.queued()
-    }
-
     /// Runs `sql` before every optimistic write from now on (`None`: no more), as if another change
     /// of the case were committed between each read and its write (tests).
     #[cfg(test)]

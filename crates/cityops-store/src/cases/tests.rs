@@ -2037,7 +2037,7 @@ async fn changes_written_together_fail_only_for_the_change_at_fault(db: TestDb) 
     let all_at_once = |cases: Vec<Case>, action: Action, role: Role, at| {
         let w = w.clone();
         async move {
-            let held = w.store.changes.hold_turns().await;
+            let held = w.store.changes.batches.hold_turns().await;
             let tasks: Vec<_> = cases
                 .into_iter()
                 .map(|case| {
@@ -2045,15 +2045,7 @@ async fn changes_written_together_fail_only_for_the_change_at_fault(db: TestDb) 
                     tokio::spawn(async move { w.try_act(&case, action, role, at).await })
                 })
                 .collect();
-            let count = tasks.len();
-            let waited = std::time::Instant::now();
-            while w.store.changes.queued() < count {
-                assert!(
-                    waited.elapsed() < std::time::Duration::from_secs(10),
-                    "the changes did not all queue"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
+            w.store.changes.batches.until_queued(tasks.len()).await;
             drop(held);
             let mut out = Vec::new();
             for task in tasks {
@@ -2231,7 +2223,7 @@ async fn reads_for_changes_go_together_and_each_gets_its_own_case(db: TestDb) {
     asks.push((cases[0].id, true));
     asks.push((missing, true));
     let before = w.store.case_read_stats();
-    let held = w.store.reads.hold_turns().await;
+    let held = w.store.reads.batches.hold_turns().await;
     let tasks: Vec<_> = asks
         .iter()
         .map(|&(id, reserve)| {
@@ -2239,14 +2231,7 @@ async fn reads_for_changes_go_together_and_each_gets_its_own_case(db: TestDb) {
             tokio::spawn(async move { w.store.reads.read(w.store.pool(), id, reserve).await })
         })
         .collect();
-    let waited = std::time::Instant::now();
-    while w.store.reads.queued() < asks.len() {
-        assert!(
-            waited.elapsed() < std::time::Duration::from_secs(10),
-            "the reads did not all queue"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    w.store.reads.batches.until_queued(asks.len()).await;
     drop(held);
     let mut reserved = Vec::new();
     for (task, &(id, reserve)) in tasks.into_iter().zip(&asks) {
