@@ -1,22 +1,24 @@
 //! The inspector board: every field inspector's status and last accepted position, and the nearest
 //! available ones to a case.
 //!
-//! Positions live in an R-tree of unit vectors (see the `sphere` module), so the search runs in exact
-//! great-circle order. A move is one removal and one insertion, O(log n) each, so ten thousand
-//! inspectors reporting every few seconds stay cheap (the tests move 10,000 of them five times). The
-//! board trusts its positions: feed it only fixes a [`crate::TrackFilter`] accepted.
+//! Positions live in a 2-D R-tree, each at its unit vector projected onto the plane of the first
+//! position the board was given (see the `sphere` module): the planar distance never exceeds the
+//! chord, so a depth-first search that skips what lies past the best chords found answers in exact
+//! great-circle order, anywhere on the earth. A move is one removal and one insertion, O(log n) each,
+//! so ten thousand inspectors reporting every few seconds stay cheap (the tests move 10,000 of them
+//! five times). The board trusts its positions: feed it only fixes a [`crate::TrackFilter`] accepted.
 //!
 //! An inspector the board has a position for but no status is [`InspectorStatus::OffDuty`]: a phone
 //! that reports is not yet someone who declared themselves ready for dispatch.
 
 use cityops_core::{GeoPoint, GridPlace, UnixMillis};
-use rstar::RTree;
 use rstar::primitives::GeomWithData;
+use rstar::{ParentNode, PointDistance, RTree, RTreeNode};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
 use crate::run_card::RunCard;
-use crate::sphere::{unit_vector, with_rounding_margin};
+use crate::sphere::{Plane, chord2, unit_vector, with_rounding_margin};
 use crate::tracking::PositionFix;
 
 /// Field-unit states of dispatch systems.
@@ -90,17 +92,33 @@ pub struct Candidate {
 
 #[derive(Debug, Clone)]
 struct Entry {
+    id: String,
     status: InspectorStatus,
-    position: Option<Position>,
+    position: Option<Placed>,
+}
+
+/// A position as the board keeps it: with its unit vector and its key in the tree (the vector on the
+/// board's plane).
+#[derive(Debug, Clone, Copy)]
+struct Placed {
+    position: Position,
+    unit: [f64; 3],
+    key: [f64; 2],
 }
 
 /// Status and last position of every inspector.
 #[derive(Debug, Clone)]
 pub struct InspectorBoard {
     max_position_age_ms: i64,
-    inspectors: HashMap<String, Entry>,
-    /// Exactly the inspectors with a position, at the unit vector of that position.
-    tree: RTree<GeomWithData<[f64; 3], String>>,
+    /// Each known inspector's slot in `entries` (looked up on every move: a fast hasher).
+    slots: HashMap<String, usize, foldhash::fast::RandomState>,
+    /// By slot; a slot of a removed inspector waits in `free` for the next new one.
+    entries: Vec<Entry>,
+    free: Vec<usize>,
+    /// The plane of the first position the board was given (see the `sphere` module).
+    plane: Option<Plane>,
+    /// Exactly the inspectors with a position, by slot, at the key of that position.
+    tree: RTree<GeomWithData<[f64; 2], u32>>,
 }
 
 impl InspectorBoard {
@@ -108,32 +126,41 @@ impl InspectorBoard {
     pub fn new(max_position_age_ms: i64) -> Self {
         Self {
             max_position_age_ms,
-            inspectors: HashMap::new(),
+            slots: HashMap::default(),
+            entries: Vec::new(),
+            free: Vec::new(),
+            plane: None,
             tree: RTree::new(),
         }
     }
 
     pub fn set_status(&mut self, inspector: &str, status: InspectorStatus) {
-        self.entry(inspector).status = status;
+        let slot = self.slot(inspector);
+        self.entries[slot].status = status;
     }
 
     /// Moves an inspector. Returns false (and changes nothing) when the board already holds a position
     /// at least as recent.
     pub fn update_position(&mut self, inspector: &str, point: GeoPoint, time: UnixMillis) -> bool {
-        let entry = self.entry(inspector);
-        let old = entry.position;
-        if old.is_some_and(|old| old.time >= time) {
+        let slot = self.slot(inspector);
+        let old = self.entries[slot].position;
+        if old.is_some_and(|old| old.position.time >= time) {
             return false;
         }
-        entry.position = Some(Position { point, time });
+        let unit = unit_vector(point);
+        let key = self
+            .plane
+            .get_or_insert_with(|| Plane::at(point))
+            .project(&unit);
+        self.entries[slot].position = Some(Placed {
+            position: Position { point, time },
+            unit,
+            key,
+        });
         if let Some(old) = old {
-            self.tree.remove(&GeomWithData::new(
-                unit_vector(old.point),
-                inspector.to_string(),
-            ));
+            self.tree.remove(&GeomWithData::new(old.key, slot as u32));
         }
-        self.tree
-            .insert(GeomWithData::new(unit_vector(point), inspector.to_string()));
+        self.tree.insert(GeomWithData::new(key, slot as u32));
         true
     }
 
@@ -144,32 +171,33 @@ impl InspectorBoard {
 
     /// Forgets an inspector; returns whether the board knew them.
     pub fn remove(&mut self, inspector: &str) -> bool {
-        let Some(entry) = self.inspectors.remove(inspector) else {
+        let Some(slot) = self.slots.remove(inspector) else {
             return false;
         };
-        if let Some(old) = entry.position {
-            self.tree.remove(&GeomWithData::new(
-                unit_vector(old.point),
-                inspector.to_string(),
-            ));
+        let entry = &mut self.entries[slot];
+        if let Some(old) = entry.position.take() {
+            self.tree.remove(&GeomWithData::new(old.key, slot as u32));
         }
+        entry.id.clear();
+        entry.status = InspectorStatus::OffDuty;
+        self.free.push(slot);
         true
     }
 
     pub fn status(&self, inspector: &str) -> Option<InspectorStatus> {
-        self.inspectors.get(inspector).map(|entry| entry.status)
+        Some(self.entries[*self.slots.get(inspector)?].status)
     }
 
     pub fn position(&self, inspector: &str) -> Option<Position> {
-        self.inspectors.get(inspector)?.position
+        Some(self.entries[*self.slots.get(inspector)?].position?.position)
     }
 
     pub fn len(&self) -> usize {
-        self.inspectors.len()
+        self.slots.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.inspectors.is_empty()
+        self.slots.is_empty()
     }
 
     /// The `n` available inspectors with a fresh position (at most the maximum age old at `now`) for a
@@ -185,7 +213,7 @@ impl InspectorBoard {
         now: UnixMillis,
     ) -> Vec<Candidate> {
         let mut result: Vec<Candidate> = Vec::new();
-        let mut taken: HashSet<&str> = HashSet::new();
+        let mut taken: HashSet<usize> = HashSet::new();
         let team = run_card
             .and_then(|card| card.team_for(place))
             .unwrap_or(&[]);
@@ -193,49 +221,61 @@ impl InspectorBoard {
             if result.len() == n {
                 return result;
             }
-            if let Some(position) = self.dispatchable(id, now)
-                && taken.insert(id)
+            let Some(&slot) = self.slots.get(id.as_str()) else {
+                continue;
+            };
+            if let Some(placed) = self.dispatchable(slot, now)
+                && taken.insert(slot)
             {
                 result.push(Candidate {
                     inspector: id.clone(),
-                    distance_m: point.distance_m(&position.point),
+                    distance_m: point.distance_m(&placed.position.point),
                     from_run_card: true,
                 });
             }
         }
         let wanted = n - result.len();
-        if wanted == 0 {
+        let Some(plane) = self.plane.filter(|_| wanted > 0) else {
             return result;
-        }
-        // The tree's order is the chord's; near the n-th distance, rounding could disagree with the
-        // haversine distance, so everything within a hair of it is collected and sorted by haversine.
-        let mut nearest: Vec<(f64, &str)> = Vec::new();
-        let mut limit = None;
-        for (item, chord2) in self
-            .tree
-            .nearest_neighbor_iter_with_distance_2(&unit_vector(point))
-        {
-            if limit.is_some_and(|limit| chord2 > limit) {
-                break;
-            }
-            let id = item.data.as_str();
-            let Some(position) = self.dispatchable(id, now) else {
-                continue;
-            };
-            if taken.contains(id) {
-                continue;
-            }
-            nearest.push((point.distance_m(&position.point), id));
-            if nearest.len() == wanted {
-                limit = Some(with_rounding_margin(chord2));
-            }
-        }
+        };
+        // The tree is searched depth first, nearer nodes first, skipping every node and point whose
+        // planar distance (never more than the chord, see the `sphere` module) is past the
+        // `wanted`-th smallest chord found so far, and a hair more for rounding. What is left are
+        // the candidates within that hair of the `wanted`-th nearest; they are sorted by haversine.
+        let unit = unit_vector(point);
+        let mut search = Search {
+            board: self,
+            unit,
+            key: plane.project(&unit),
+            now,
+            taken: &taken,
+            wanted,
+            best: Vec::with_capacity(wanted),
+            limit: f64::INFINITY,
+            seen: Vec::new(),
+        };
+        search.visit(self.tree.root());
+        let (seen, limit) = (search.seen, search.limit);
+        let mut nearest: Vec<(f64, &str, usize)> = seen
+            .into_iter()
+            .filter(|&(chord2, _)| chord2 <= limit)
+            .map(|(_, slot)| {
+                let placed = self.entries[slot]
+                    .position
+                    .expect("a dispatchable slot has a position");
+                (
+                    point.distance_m(&placed.position.point),
+                    self.entries[slot].id.as_str(),
+                    slot,
+                )
+            })
+            .collect();
         nearest.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
         result.extend(
             nearest
                 .into_iter()
                 .take(wanted)
-                .map(|(distance_m, id)| Candidate {
+                .map(|(distance_m, id, _)| Candidate {
                     inspector: id.to_string(),
                     distance_m,
                     from_run_card: false,
@@ -244,20 +284,118 @@ impl InspectorBoard {
         result
     }
 
-    /// The position of an available inspector whose position is fresh at `now`.
-    fn dispatchable(&self, inspector: &str, now: UnixMillis) -> Option<Position> {
-        let entry = self.inspectors.get(inspector)?;
-        let position = entry.position?;
-        let fresh = now.saturating_sub(position.time) <= self.max_position_age_ms;
-        (entry.status == InspectorStatus::Available && fresh).then_some(position)
+    /// The position of the available inspector in `slot` if it is fresh at `now`.
+    fn dispatchable(&self, slot: usize, now: UnixMillis) -> Option<&Placed> {
+        let entry = &self.entries[slot];
+        let placed = entry.position.as_ref()?;
+        let fresh = now.saturating_sub(placed.position.time) <= self.max_position_age_ms;
+        (entry.status == InspectorStatus::Available && fresh).then_some(placed)
     }
 
-    fn entry(&mut self, inspector: &str) -> &mut Entry {
-        self.inspectors
-            .entry(inspector.to_string())
-            .or_insert(Entry {
-                status: InspectorStatus::OffDuty,
-                position: None,
-            })
+    /// The slot of an inspector, a new one for an inspector the board does not know yet.
+    fn slot(&mut self, inspector: &str) -> usize {
+        if let Some(&slot) = self.slots.get(inspector) {
+            return slot;
+        }
+        let entry = Entry {
+            id: inspector.to_string(),
+            status: InspectorStatus::OffDuty,
+            position: None,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.entries[slot] = entry;
+                slot
+            }
+            None => {
+                self.entries.push(entry);
+                self.entries.len() - 1
+            }
+        };
+        self.slots.insert(inspector.to_string(), slot);
+        slot
+    }
+}
+
+/// One depth-first search of the board's tree for [`InspectorBoard::nearest_available`].
+struct Search<'a> {
+    board: &'a InspectorBoard,
+    unit: [f64; 3],
+    /// `unit` on the board's plane.
+    key: [f64; 2],
+    now: UnixMillis,
+    taken: &'a HashSet<usize>,
+    wanted: usize,
+    /// The smallest squared chords of dispatchable inspectors found, at most `wanted`, ascending.
+    best: Vec<f64>,
+    /// Past this squared planar distance nothing can be among the `wanted` nearest.
+    limit: f64,
+    /// Every dispatchable inspector found within the limit at the time: squared chord and slot.
+    seen: Vec<(f64, usize)>,
+}
+
+/// The most children a node of the tree has (rstar's default parameters), as the search sorts them.
+const NODE_CAPACITY: usize = <rstar::DefaultParams as rstar::RTreeParams>::MAX_SIZE + 1;
+
+impl Search<'_> {
+    fn visit(&mut self, node: &ParentNode<GeomWithData<[f64; 2], u32>>) {
+        let children = node.children();
+        let mut parents = [(0.0, 0usize); NODE_CAPACITY];
+        let mut count = 0;
+        for (i, child) in children.iter().enumerate() {
+            match child {
+                RTreeNode::Leaf(item) => self.consider(item),
+                RTreeNode::Parent(parent) => {
+                    let distance2 = parent.envelope().distance_2(&self.key);
+                    if count < NODE_CAPACITY {
+                        // Kept in order of distance as they come: a handful, sorted by insertion.
+                        let mut at = count;
+                        while at > 0 && parents[at - 1].0 > distance2 {
+                            parents[at] = parents[at - 1];
+                            at -= 1;
+                        }
+                        parents[at] = (distance2, i);
+                        count += 1;
+                    } else if distance2 <= self.limit {
+                        // More children than rstar keeps in a node: visit in their own order.
+                        self.visit(parent);
+                    }
+                }
+            }
+        }
+        for &(distance2, i) in &parents[..count] {
+            if distance2 > self.limit {
+                break;
+            }
+            if let RTreeNode::Parent(parent) = &children[i] {
+                self.visit(parent);
+            }
+        }
+    }
+
+    fn consider(&mut self, item: &GeomWithData<[f64; 2], u32>) {
+        if item.distance_2(&self.key) > self.limit {
+            return;
+        }
+        let slot = item.data as usize;
+        let Some(placed) = self.board.dispatchable(slot, self.now) else {
+            return;
+        };
+        if self.taken.contains(&slot) {
+            return;
+        }
+        let chord2 = chord2(&self.unit, &placed.unit);
+        if chord2 > self.limit {
+            return;
+        }
+        self.seen.push((chord2, slot));
+        let at = self.best.partition_point(|&other| other <= chord2);
+        if at < self.wanted {
+            self.best.insert(at, chord2);
+            self.best.truncate(self.wanted);
+            if self.best.len() == self.wanted {
+                self.limit = with_rounding_margin(self.best[self.wanted - 1]);
+            }
+        }
     }
 }

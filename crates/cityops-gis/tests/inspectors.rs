@@ -183,14 +183,28 @@ fn ten_thousand_moving_inspectors() {
             assert!(board.update_position(&format!("i{i}"), spot(i, round), time));
         }
     }
-    let found = board.nearest_available(BASE_POINT, &GridPlace::Outside, 5, None, T0 + 5000);
-    assert_eq!(found.len(), 5);
-    assert!(
-        found
+    // A deep tree answers as a scan of every inspector does, wherever the case is.
+    let available: Vec<(String, GeoPoint)> = (0..n)
+        .filter(|i| InspectorStatus::ALL[i % 5] == InspectorStatus::Available)
+        .map(|i| (format!("i{i}"), spot(i, 4)))
+        .collect();
+    for (east, north) in [
+        (0.0, 0.0),
+        (3_000.0, -7_000.0),
+        (-9_999.0, 9_999.0),
+        (40_000.0, 0.0),
+    ] {
+        let query = offset(east, north);
+        let found = board.nearest_available(query, &GridPlace::Outside, 5, None, T0 + 5000);
+        let mut scan: Vec<(f64, &str)> = available
             .iter()
-            .all(|c| board.status(&c.inspector) == Some(InspectorStatus::Available))
-    );
-    assert!(found.windows(2).all(|w| w[0].distance_m <= w[1].distance_m));
+            .map(|(id, point)| (query.distance_m(point), id.as_str()))
+            .collect();
+        scan.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+        let found: Vec<&str> = found.iter().map(|c| c.inspector.as_str()).collect();
+        let scanned: Vec<&str> = scan.iter().take(5).map(|(_, id)| *id).collect();
+        assert_eq!(found, scanned, "query at {east} m east, {north} m north");
+    }
 }
 
 /// What the board must answer, computed the slow way.
@@ -261,6 +275,8 @@ proptest! {
     fn nearest_available_equals_brute_force(
         start in prop::collection::vec((status_strategy(), point_strategy(), 0i64..20), 0..60),
         moves in prop::collection::vec((0usize..60, point_strategy(), status_strategy()), 0..60),
+        removals in prop::collection::vec(0usize..60, 0..10),
+        newcomers in prop::collection::vec((status_strategy(), point_strategy()), 0..10),
         team in prop::collection::vec(0usize..70, 0..5),
         query in point_strategy(),
         n in 0usize..12,
@@ -287,6 +303,23 @@ proptest! {
             board.set_status(&entry.0, status);
             (entry.1, entry.2, entry.3) = (status, point, time);
         }
+        // Some leave and others join (they take the places the leavers left on the board).
+        for which in removals {
+            if model.is_empty() {
+                break;
+            }
+            let count = model.len();
+            let (id, ..) = model.remove(which % count);
+            prop_assert!(board.remove(&id));
+        }
+        for (j, (status, point)) in newcomers.into_iter().enumerate() {
+            let id = format!("n{j:02}");
+            let time = T0 + 21 * MINUTE;
+            board.set_status(&id, status);
+            board.update_position(&id, point, time);
+            model.push((id, status, point, time));
+        }
+        prop_assert_eq!(board.len(), model.len());
         let team: Vec<String> = team.into_iter().map(|i| format!("i{i:02}")).collect();
         let mut card = RunCard::new();
         if !team.is_empty() {
