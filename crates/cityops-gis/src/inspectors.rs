@@ -12,13 +12,13 @@
 //! that reports is not yet someone who declared themselves ready for dispatch.
 
 use cityops_core::{GeoPoint, GridPlace, UnixMillis};
+use rstar::RTree;
 use rstar::primitives::GeomWithData;
-use rstar::{ParentNode, PointDistance, RTree, RTreeNode};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
 use crate::run_card::RunCard;
-use crate::sphere::{Plane, chord2, unit_vector, with_rounding_margin};
+use crate::sphere::{Plane, nearest_on_plane, unit_vector};
 use crate::tracking::PositionFix;
 
 /// Field-unit states of dispatch systems.
@@ -238,36 +238,20 @@ impl InspectorBoard {
         let Some(plane) = self.plane.filter(|_| wanted > 0) else {
             return result;
         };
-        // The tree is searched depth first, nearer nodes first, skipping every node and point whose
-        // planar distance (never more than the chord, see the `sphere` module) is past the
-        // `wanted`-th smallest chord found so far, and a hair more for rounding. What is left are
-        // the candidates within that hair of the `wanted`-th nearest; they are sorted by haversine.
         let unit = unit_vector(point);
-        let mut search = Search {
-            board: self,
-            unit,
-            key: plane.project(&unit),
-            now,
-            taken: &taken,
-            wanted,
-            best: Vec::with_capacity(wanted),
-            limit: f64::INFINITY,
-            seen: Vec::new(),
-        };
-        search.visit(self.tree.root());
-        let (seen, limit) = (search.seen, search.limit);
-        let mut nearest: Vec<(f64, &str, usize)> = seen
+        let seen = nearest_on_plane(&self.tree, &plane, unit, wanted, |slot| {
+            let slot = slot as usize;
+            let placed = self.dispatchable(slot, now)?;
+            (!taken.contains(&slot)).then_some(placed.unit)
+        });
+        let mut nearest: Vec<(f64, &str)> = seen
             .into_iter()
-            .filter(|&(chord2, _)| chord2 <= limit)
-            .map(|(_, slot)| {
-                let placed = self.entries[slot]
-                    .position
-                    .expect("a dispatchable slot has a position");
-                (
-                    point.distance_m(&placed.position.point),
-                    self.entries[slot].id.as_str(),
-                    slot,
-                )
+            .filter_map(|(_, slot)| {
+                let entry = &self.entries[slot as usize];
+                Some((
+                    point.distance_m(&entry.position?.position.point),
+                    entry.id.as_str(),
+                ))
             })
             .collect();
         nearest.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
@@ -275,7 +259,7 @@ impl InspectorBoard {
             nearest
                 .into_iter()
                 .take(wanted)
-                .map(|(distance_m, id, _)| Candidate {
+                .map(|(distance_m, id)| Candidate {
                     inspector: id.to_string(),
                     distance_m,
                     from_run_card: false,
@@ -314,88 +298,5 @@ impl InspectorBoard {
         };
         self.slots.insert(inspector.to_string(), slot);
         slot
-    }
-}
-
-/// One depth-first search of the board's tree for [`InspectorBoard::nearest_available`].
-struct Search<'a> {
-    board: &'a InspectorBoard,
-    unit: [f64; 3],
-    /// `unit` on the board's plane.
-    key: [f64; 2],
-    now: UnixMillis,
-    taken: &'a HashSet<usize>,
-    wanted: usize,
-    /// The smallest squared chords of dispatchable inspectors found, at most `wanted`, ascending.
-    best: Vec<f64>,
-    /// Past this squared planar distance nothing can be among the `wanted` nearest.
-    limit: f64,
-    /// Every dispatchable inspector found within the limit at the time: squared chord and slot.
-    seen: Vec<(f64, usize)>,
-}
-
-/// The most children a node of the tree has (rstar's default parameters), as the search sorts them.
-const NODE_CAPACITY: usize = <rstar::DefaultParams as rstar::RTreeParams>::MAX_SIZE + 1;
-
-impl Search<'_> {
-    fn visit(&mut self, node: &ParentNode<GeomWithData<[f64; 2], u32>>) {
-        let children = node.children();
-        let mut parents = [(0.0, 0usize); NODE_CAPACITY];
-        let mut count = 0;
-        for (i, child) in children.iter().enumerate() {
-            match child {
-                RTreeNode::Leaf(item) => self.consider(item),
-                RTreeNode::Parent(parent) => {
-                    let distance2 = parent.envelope().distance_2(&self.key);
-                    if count < NODE_CAPACITY {
-                        // Kept in order of distance as they come: a handful, sorted by insertion.
-                        let mut at = count;
-                        while at > 0 && parents[at - 1].0 > distance2 {
-                            parents[at] = parents[at - 1];
-                            at -= 1;
-                        }
-                        parents[at] = (distance2, i);
-                        count += 1;
-                    } else if distance2 <= self.limit {
-                        // More children than rstar keeps in a node: visit in their own order.
-                        self.visit(parent);
-                    }
-                }
-            }
-        }
-        for &(distance2, i) in &parents[..count] {
-            if distance2 > self.limit {
-                break;
-            }
-            if let RTreeNode::Parent(parent) = &children[i] {
-                self.visit(parent);
-            }
-        }
-    }
-
-    fn consider(&mut self, item: &GeomWithData<[f64; 2], u32>) {
-        if item.distance_2(&self.key) > self.limit {
-            return;
-        }
-        let slot = item.data as usize;
-        let Some(placed) = self.board.dispatchable(slot, self.now) else {
-            return;
-        };
-        if self.taken.contains(&slot) {
-            return;
-        }
-        let chord2 = chord2(&self.unit, &placed.unit);
-        if chord2 > self.limit {
-            return;
-        }
-        self.seen.push((chord2, slot));
-        let at = self.best.partition_point(|&other| other <= chord2);
-        if at < self.wanted {
-            self.best.insert(at, chord2);
-            self.best.truncate(self.wanted);
-            if self.best.len() == self.wanted {
-                self.limit = with_rounding_margin(self.best[self.wanted - 1]);
-            }
-        }
     }
 }

@@ -16,6 +16,8 @@
 //! holds, the walk is only longer.
 
 use cityops_core::GeoPoint;
+use rstar::primitives::GeomWithData;
+use rstar::{ParentNode, PointDistance, RTree, RTreeNode};
 
 /// The point on the unit sphere at `point`'s longitude and latitude.
 pub(crate) fn unit_vector(point: GeoPoint) -> [f64; 3] {
@@ -63,6 +65,116 @@ impl Plane {
     pub(crate) fn project(&self, v: &[f64; 3]) -> [f64; 2] {
         let dot = |axis: &[f64; 3]| axis[0] * v[0] + axis[1] * v[1] + axis[2] * v[2];
         [dot(&self.east), dot(&self.north)]
+    }
+}
+
+/// The candidates among the `wanted` nearest to `unit` in a tree of points on `plane`, each with its
+/// squared chord: every point `accept` takes (giving its unit vector) whose chord is within the
+/// rounding margin of the `wanted`-th smallest, in no order. The caller ranks them by haversine
+/// distance, which is how ties within the margin are settled.
+///
+/// The tree is searched depth first, nearer nodes first, skipping every node and point whose planar
+/// distance (never more than the chord) is past the margin of the `wanted`-th smallest chord found
+/// so far. No allocation but the answer's.
+pub(crate) fn nearest_on_plane<D: Copy>(
+    tree: &RTree<GeomWithData<[f64; 2], D>>,
+    plane: &Plane,
+    unit: [f64; 3],
+    wanted: usize,
+    accept: impl FnMut(D) -> Option<[f64; 3]>,
+) -> Vec<(f64, D)> {
+    if wanted == 0 {
+        return Vec::new();
+    }
+    let mut search = Search {
+        unit,
+        key: plane.project(&unit),
+        accept,
+        wanted,
+        best: Vec::with_capacity(wanted),
+        limit: f64::INFINITY,
+        seen: Vec::new(),
+    };
+    search.visit(tree.root());
+    let limit = search.limit;
+    search.seen.retain(|&(chord2, _)| chord2 <= limit);
+    search.seen
+}
+
+/// One depth-first search of [`nearest_on_plane`].
+struct Search<D, A> {
+    unit: [f64; 3],
+    /// `unit` on the plane.
+    key: [f64; 2],
+    accept: A,
+    wanted: usize,
+    /// The smallest squared chords found, at most `wanted`, ascending.
+    best: Vec<f64>,
+    /// Past this squared planar distance nothing can be among the `wanted` nearest.
+    limit: f64,
+    /// Every accepted point found within the limit at the time: squared chord and data.
+    seen: Vec<(f64, D)>,
+}
+/// How many children of a node the search sorts on the stack: rstar's default nodes hold at most 6
+/// (7 during a split), a bulk-loaded 2-D node up to 9 (3 × 3 slabs).
+const NODE_CAPACITY: usize = 16;
+
+impl<D: Copy, A: FnMut(D) -> Option<[f64; 3]>> Search<D, A> {
+    fn visit(&mut self, node: &ParentNode<GeomWithData<[f64; 2], D>>) {
+        let children = node.children();
+        let mut parents = [(0.0, 0usize); NODE_CAPACITY];
+        let mut count = 0;
+        for (i, child) in children.iter().enumerate() {
+            match child {
+                RTreeNode::Leaf(item) => self.consider(item),
+                RTreeNode::Parent(parent) => {
+                    let distance2 = parent.envelope().distance_2(&self.key);
+                    if count < NODE_CAPACITY {
+                        // Kept in order of distance as they come: a handful, sorted by insertion.
+                        let mut at = count;
+                        while at > 0 && parents[at - 1].0 > distance2 {
+                            parents[at] = parents[at - 1];
+                            at -= 1;
+                        }
+                        parents[at] = (distance2, i);
+                        count += 1;
+                    } else if distance2 <= self.limit {
+                        // More children than rstar makes: visit in their own order (correct, slower).
+                        self.visit(parent);
+                    }
+                }
+            }
+        }
+        for &(distance2, i) in &parents[..count] {
+            if distance2 > self.limit {
+                break;
+            }
+            if let RTreeNode::Parent(parent) = &children[i] {
+                self.visit(parent);
+            }
+        }
+    }
+
+    fn consider(&mut self, item: &GeomWithData<[f64; 2], D>) {
+        if item.distance_2(&self.key) > self.limit {
+            return;
+        }
+        let Some(unit) = (self.accept)(item.data) else {
+            return;
+        };
+        let chord2 = chord2(&self.unit, &unit);
+        if chord2 > self.limit {
+            return;
+        }
+        self.seen.push((chord2, item.data));
+        let at = self.best.partition_point(|&other| other <= chord2);
+        if at < self.wanted {
+            self.best.insert(at, chord2);
+            self.best.truncate(self.wanted);
+            if self.best.len() == self.wanted {
+                self.limit = with_rounding_margin(self.best[self.wanted - 1]);
+            }
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 mod common;
 
 use chrono::NaiveDate;
-use cityops_core::GridPlace;
+use cityops_core::{GeoPoint, GridPlace};
 use cityops_gis::components::{
     ImportError, RowError, RowRef, import_components_csv, import_components_geojson,
 };
@@ -12,6 +12,7 @@ use cityops_gis::{
 };
 use common::offset;
 use geo::{Coord, MultiPolygon, Rect};
+use proptest::prelude::*;
 
 const HEADER: &str = "ID,Category_Code,name,lon,lat,state,supervising_department,owning_department,maintaining_department,installed_on,remark";
 
@@ -388,4 +389,59 @@ fn a_registry_built_at_once_answers_as_one_built_by_insertions() {
             .map(|found| found.component.id.as_str()),
         Some("K010")
     );
+}
+
+fn any_point() -> impl Strategy<Value = GeoPoint> {
+    prop_oneof![
+        // Mostly a city, with a few shared spots for ties...
+        4 => (-5_000.0f64..5_000.0, -5_000.0f64..5_000.0).prop_map(|(e, n)| offset(e, n)),
+        1 => prop::sample::select(vec![offset(0.0, 0.0), offset(50.0, 0.0), offset(0.0, 50.0)]),
+        // ...and sometimes anywhere, across the antimeridian too.
+        1 => (-180.0f64..180.0, -85.0f64..85.0).prop_map(|(lon, lat)| GeoPoint { lon, lat }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The registry answers as a scan of every component does, built at once or re-imported one by
+    /// one, wherever the components and the query are.
+    #[test]
+    fn nearest_component_equals_a_scan(
+        first in prop::collection::vec((any_point(), 0usize..2, 0usize..4), 0..80),
+        later in prop::collection::vec((0usize..100, any_point(), 0usize..2, 0usize..4), 0..30),
+        query in any_point(),
+        category in 0usize..2,
+        max_km in prop_oneof![Just(f64::INFINITY), 0.1f64..20_000.0],
+    ) {
+        let categories = ["C0101", "C0102"];
+        let states = [
+            ComponentState::InService,
+            ComponentState::Damaged,
+            ComponentState::Missing,
+            ComponentState::Removed,
+        ];
+        let make = |id: String, point: GeoPoint, category: usize, state: usize| Component {
+            lon: point.lon,
+            lat: point.lat,
+            ..component(&id, categories[category], 0.0, states[state])
+        };
+        let mut registry = ComponentRegistry::new(
+            first.iter().enumerate().map(|(i, &(p, c, s))| make(format!("P{i:03}"), p, c, s)),
+        );
+        for &(i, p, c, s) in &later {
+            registry.insert(make(format!("P{i:03}"), p, c, s));
+        }
+        let max_m = max_km * 1000.0;
+        let expected = registry
+            .iter()
+            .filter(|c| c.category_code == categories[category] && c.state != ComponentState::Removed)
+            .map(|c| (query.distance_m(&c.point()), c.id.clone()))
+            .min_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)))
+            .filter(|(distance, _)| *distance <= max_m);
+        let found = registry
+            .nearest(categories[category], query, max_m)
+            .map(|found| (found.distance_m, found.component.id.clone()));
+        prop_assert_eq!(found, expected);
+    }
 }

@@ -4,8 +4,9 @@
 //! so the platform must know which component the report is about: the nearest one of that category
 //! to the reported point. Components come from the city's ledger as GeoJSON or CSV ([`import`]), where
 //! every record is validated on its own and a bad one is rejected with the line or feature and the
-//! field, without losing the good ones. The [`ComponentRegistry`] keeps one R-tree per category (unit
-//! vectors, so "nearest" is by great-circle distance) and ignores removed components when searching.
+//! field, without losing the good ones. The [`ComponentRegistry`] keeps one R-tree per category (points
+//! on the plane of the `sphere` module, so "nearest" is by exact great-circle distance) and ignores
+//! removed components when searching.
 
 mod csv;
 pub mod import;
@@ -22,7 +23,7 @@ use rstar::primitives::GeomWithData;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-use crate::sphere::{unit_vector, with_rounding_margin};
+use crate::sphere::{Plane, nearest_on_plane, unit_vector};
 
 /// The life state of a component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -110,7 +111,15 @@ pub struct NearestComponent<'a> {
 pub struct ComponentRegistry {
     components: Vec<Component>,
     by_id: HashMap<String, usize>,
-    trees: HashMap<String, RTree<GeomWithData<[f64; 3], usize>>>,
+    /// The plane of the first component's point (see the `sphere` module).
+    plane: Option<Plane>,
+    /// By category: each component's slot at its point on the plane.
+    trees: HashMap<String, RTree<GeomWithData<[f64; 2], u32>>>,
+}
+
+/// A slot as the trees carry it: four bytes are plenty, and the trees stay smaller.
+fn tree_slot(slot: usize) -> u32 {
+    u32::try_from(slot).expect("fewer than 2^32 components")
 }
 
 impl ComponentRegistry {
@@ -130,12 +139,20 @@ impl ComponentRegistry {
                 }
             }
         }
-        let mut points: HashMap<&str, Vec<GeomWithData<[f64; 3], usize>>> = HashMap::new();
+        let Some(first) = registry.components.first() else {
+            return registry;
+        };
+        let plane = Plane::at(first.point());
+        registry.plane = Some(plane);
+        let mut points: HashMap<&str, Vec<GeomWithData<[f64; 2], u32>>> = HashMap::new();
         for (slot, component) in registry.components.iter().enumerate() {
             points
                 .entry(component.category_code.as_str())
                 .or_default()
-                .push(GeomWithData::new(unit_vector(component.point()), slot));
+                .push(GeomWithData::new(
+                    plane.project(&unit_vector(component.point())),
+                    tree_slot(slot),
+                ));
         }
         let trees = points
             .into_iter()
@@ -147,22 +164,28 @@ impl ComponentRegistry {
 
     /// Adds a component, or replaces the one with the same id (returned).
     pub fn insert(&mut self, component: Component) -> Option<Component> {
-        let key = unit_vector(component.point());
+        let plane = *self
+            .plane
+            .get_or_insert_with(|| Plane::at(component.point()));
+        let key = |component: &Component| plane.project(&unit_vector(component.point()));
+        let new_key = key(&component);
         let category = component.category_code.clone();
         match self.by_id.get(&component.id) {
             Some(&slot) => {
                 let old = std::mem::replace(&mut self.components[slot], component);
                 if let Some(tree) = self.trees.get_mut(&old.category_code) {
-                    tree.remove(&GeomWithData::new(unit_vector(old.point()), slot));
+                    tree.remove(&GeomWithData::new(key(&old), tree_slot(slot)));
                 }
-                self.tree(category).insert(GeomWithData::new(key, slot));
+                self.tree(category)
+                    .insert(GeomWithData::new(new_key, tree_slot(slot)));
                 Some(old)
             }
             None => {
                 let slot = self.components.len();
                 self.by_id.insert(component.id.clone(), slot);
                 self.components.push(component);
-                self.tree(category).insert(GeomWithData::new(key, slot));
+                self.tree(category)
+                    .insert(GeomWithData::new(new_key, tree_slot(slot)));
                 None
             }
         }
@@ -195,32 +218,28 @@ impl ComponentRegistry {
         max_distance_m: f64,
     ) -> Option<NearestComponent<'_>> {
         let tree = self.trees.get(category_code)?;
-        let mut best: Option<NearestComponent<'_>> = None;
-        let mut limit = None;
-        for (item, chord2) in tree.nearest_neighbor_iter_with_distance_2(&unit_vector(point)) {
-            if limit.is_some_and(|limit| chord2 > limit) {
-                break;
+        let plane = self.plane.as_ref()?;
+        let component = |slot: u32| &self.components[slot as usize];
+        nearest_on_plane(tree, plane, unit_vector(point), 1, |slot| {
+            let component = component(slot);
+            (component.state != ComponentState::Removed).then(|| unit_vector(component.point()))
+        })
+        .into_iter()
+        .map(|(_, slot)| {
+            let component = component(slot);
+            NearestComponent {
+                component,
+                distance_m: point.distance_m(&component.point()),
             }
-            let component = &self.components[item.data];
-            if component.state == ComponentState::Removed {
-                continue;
-            }
-            let distance_m = point.distance_m(&component.point());
-            let better = best.is_none_or(|best| {
-                (distance_m, &component.id) < (best.distance_m, &best.component.id)
-            });
-            if better {
-                best = Some(NearestComponent {
-                    component,
-                    distance_m,
-                });
-            }
-            limit.get_or_insert(with_rounding_margin(chord2));
-        }
-        best.filter(|found| found.distance_m <= max_distance_m)
+        })
+        .min_by(|a, b| {
+            (a.distance_m.total_cmp(&b.distance_m))
+                .then_with(|| a.component.id.cmp(&b.component.id))
+        })
+        .filter(|found| found.distance_m <= max_distance_m)
     }
 
-    fn tree(&mut self, category: String) -> &mut RTree<GeomWithData<[f64; 3], usize>> {
+    fn tree(&mut self, category: String) -> &mut RTree<GeomWithData<[f64; 2], u32>> {
         self.trees.entry(category).or_default()
     }
 }
