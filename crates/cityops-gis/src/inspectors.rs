@@ -212,7 +212,7 @@ impl InspectorBoard {
         run_card: Option<&RunCard>,
         now: UnixMillis,
     ) -> Vec<Candidate> {
-        let mut result: Vec<Candidate> = Vec::new();
+        let mut result: Vec<Candidate> = Vec::with_capacity(n);
         let mut taken: HashSet<usize> = HashSet::new();
         let team = run_card
             .and_then(|card| card.team_for(place))
@@ -244,23 +244,22 @@ impl InspectorBoard {
             let placed = self.dispatchable(slot, now)?;
             (!taken.contains(&slot)).then_some(placed.unit)
         });
-        let mut nearest: Vec<(f64, &str)> = seen
-            .into_iter()
-            .filter_map(|(_, slot)| {
-                let entry = &self.entries[slot as usize];
-                Some((
-                    point.distance_m(&entry.position?.position.point),
-                    entry.id.as_str(),
-                ))
-            })
-            .collect();
-        nearest.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+        // In place: each candidate's chord becomes its haversine distance, the order of the answer.
+        let mut nearest = seen;
+        for (distance, slot) in &mut nearest {
+            let placed = self.entries[*slot as usize].position;
+            *distance = placed.map_or(f64::INFINITY, |placed| {
+                point.distance_m(&placed.position.point)
+            });
+        }
+        let id = |slot: u32| self.entries[slot as usize].id.as_str();
+        nearest.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| id(a.1).cmp(id(b.1))));
         result.extend(
             nearest
                 .into_iter()
                 .take(wanted)
-                .map(|(distance_m, id)| Candidate {
-                    inspector: id.to_string(),
+                .map(|(distance_m, slot)| Candidate {
+                    inspector: id(slot).to_string(),
                     distance_m,
                     from_run_card: false,
                 }),

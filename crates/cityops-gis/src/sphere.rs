@@ -91,13 +91,10 @@ pub(crate) fn nearest_on_plane<D: Copy>(
         key: plane.project(&unit),
         accept,
         wanted,
-        best: Vec::with_capacity(wanted),
         limit: f64::INFINITY,
         seen: Vec::new(),
     };
     search.visit(tree.root());
-    let limit = search.limit;
-    search.seen.retain(|&(chord2, _)| chord2 <= limit);
     search.seen
 }
 
@@ -108,13 +105,12 @@ struct Search<D, A> {
     key: [f64; 2],
     accept: A,
     wanted: usize,
-    /// The smallest squared chords found, at most `wanted`, ascending.
-    best: Vec<f64>,
     /// Past this squared planar distance nothing can be among the `wanted` nearest.
     limit: f64,
-    /// Every accepted point found within the limit at the time: squared chord and data.
+    /// The accepted points within the limit: squared chord and data, by chord.
     seen: Vec<(f64, D)>,
 }
+
 /// How many children of a node the search sorts on the stack: rstar's default nodes hold at most 6
 /// (7 during a split), a bulk-loaded 2-D node up to 9 (3 × 3 slabs).
 const NODE_CAPACITY: usize = 16;
@@ -166,14 +162,14 @@ impl<D: Copy, A: FnMut(D) -> Option<[f64; 3]>> Search<D, A> {
         if chord2 > self.limit {
             return;
         }
-        self.seen.push((chord2, item.data));
-        let at = self.best.partition_point(|&other| other <= chord2);
-        if at < self.wanted {
-            self.best.insert(at, chord2);
-            self.best.truncate(self.wanted);
-            if self.best.len() == self.wanted {
-                self.limit = with_rounding_margin(self.best[self.wanted - 1]);
-            }
+        let at = self.seen.partition_point(|&(other, _)| other <= chord2);
+        self.seen.insert(at, (chord2, item.data));
+        if at < self.wanted && self.seen.len() >= self.wanted {
+            // A new `wanted`-th nearest: the limit comes in, and what lies past it goes.
+            self.limit = with_rounding_margin(self.seen[self.wanted - 1].0);
+            let limit = self.limit;
+            let keep = self.seen.partition_point(|&(other, _)| other <= limit);
+            self.seen.truncate(keep);
         }
     }
 }
