@@ -10,7 +10,7 @@ use cityops_gis::components::{
 use cityops_gis::{
     Component, ComponentRegistry, ComponentState, Datum, GridIndex, GridOptions, generate_grid,
 };
-use common::offset;
+use common::{offset, point_strategy};
 use geo::{Coord, MultiPolygon, Rect};
 use proptest::prelude::*;
 
@@ -391,16 +391,6 @@ fn a_registry_built_at_once_answers_as_one_built_by_insertions() {
     );
 }
 
-fn any_point() -> impl Strategy<Value = GeoPoint> {
-    prop_oneof![
-        // Mostly a city, with a few shared spots for ties...
-        4 => (-5_000.0f64..5_000.0, -5_000.0f64..5_000.0).prop_map(|(e, n)| offset(e, n)),
-        1 => prop::sample::select(vec![offset(0.0, 0.0), offset(50.0, 0.0), offset(0.0, 50.0)]),
-        // ...and sometimes anywhere, across the antimeridian too.
-        1 => (-180.0f64..180.0, -85.0f64..85.0).prop_map(|(lon, lat)| GeoPoint { lon, lat }),
-    ]
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -408,9 +398,9 @@ proptest! {
     /// one, wherever the components and the query are.
     #[test]
     fn nearest_component_equals_a_scan(
-        first in prop::collection::vec((any_point(), 0usize..2, 0usize..4), 0..80),
-        later in prop::collection::vec((0usize..100, any_point(), 0usize..2, 0usize..4), 0..30),
-        query in any_point(),
+        first in prop::collection::vec((point_strategy(), 0usize..2, 0usize..4), 0..80),
+        later in prop::collection::vec((0usize..100, point_strategy(), 0usize..2, 0usize..4), 0..30),
+        query in point_strategy(),
         category in 0usize..2,
         max_km in prop_oneof![Just(f64::INFINITY), 0.1f64..20_000.0],
     ) {

@@ -4,7 +4,7 @@ mod common;
 
 use cityops_core::{GeoPoint, GridPlace};
 use cityops_gis::{Candidate, InspectorBoard, InspectorStatus, RunCard};
-use common::{T0, offset};
+use common::{T0, offset, point_strategy};
 use proptest::prelude::*;
 use std::collections::HashSet;
 
@@ -256,16 +256,6 @@ fn brute_force(
 
 fn status_strategy() -> impl Strategy<Value = InspectorStatus> {
     prop::sample::select(InspectorStatus::ALL.to_vec())
-}
-
-fn point_strategy() -> impl Strategy<Value = GeoPoint> {
-    prop_oneof![
-        // Mostly a city (with some points on a few identical spots, for ties)...
-        4 => (-5_000.0f64..5_000.0, -5_000.0f64..5_000.0).prop_map(|(e, n)| offset(e, n)),
-        1 => prop::sample::select(vec![offset(0.0, 0.0), offset(100.0, 0.0), offset(0.0, 100.0)]),
-        // ...and sometimes anywhere, including across the antimeridian.
-        1 => (-180.0f64..180.0, -85.0f64..85.0).prop_map(|(lon, lat)| GeoPoint { lon, lat }),
-    ]
 }
 
 proptest! {

@@ -1,9 +1,10 @@
-//! Helpers shared by the tracking, inspector, geofence and coverage tests: positions in metres from a
-//! base point in 东城区, fixes at seconds after a base time.
+//! Helpers shared by the tracking, inspector, component, geofence and coverage tests: positions in metres from a
+//! base point in 东城区, fixes at seconds after a base time, points for the nearest-search properties.
 #![allow(dead_code)]
 
 use cityops_core::GeoPoint;
 use cityops_gis::PositionFix;
+use proptest::prelude::*;
 
 /// A point in Dongcheng (WGS-84).
 pub const BASE: GeoPoint = GeoPoint {
@@ -35,4 +36,14 @@ pub fn fix(inspector: &str, seconds: f64, east_m: f64, north_m: f64) -> Position
         time: T0 + (seconds * 1000.0).round() as i64,
         accuracy_m: Some(10.0),
     }
+}
+
+/// Points for the nearest-search properties: mostly within 5 km of [`BASE`], some on a few shared
+/// spots (ties), and sometimes anywhere on the earth, across the antimeridian too.
+pub fn point_strategy() -> impl Strategy<Value = GeoPoint> {
+    prop_oneof![
+        4 => (-5_000.0f64..5_000.0, -5_000.0f64..5_000.0).prop_map(|(e, n)| offset(e, n)),
+        1 => prop::sample::select(vec![offset(0.0, 0.0), offset(100.0, 0.0), offset(0.0, 100.0)]),
+        1 => (-180.0f64..180.0, -85.0f64..85.0).prop_map(|(lon, lat)| GeoPoint { lon, lat }),
+    ]
 }
