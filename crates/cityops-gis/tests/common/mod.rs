@@ -1,5 +1,6 @@
-//! Helpers shared by the tracking, inspector, component, geofence and coverage tests: positions in metres from a
-//! base point in 东城区, fixes at seconds after a base time, points for the nearest-search properties.
+//! Helpers shared by the tracking, inspector, component, geofence and coverage tests: positions in
+//! metres from a base point in 东城区, fixes at seconds after a base time, and points for the
+//! nearest-search properties.
 #![allow(dead_code)]
 
 use cityops_core::GeoPoint;
