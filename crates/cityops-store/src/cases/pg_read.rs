@@ -166,8 +166,8 @@ async fn read_batch(pool: &AnyPool, batch: Vec<Job>) {
         let _ = job.reply.send(result);
         return;
     }
-    let ids = list(batch.iter().map(|job| job.case_id.to_string()));
-    let reserves = list(
+    let ids = rows::pg_array(batch.iter().map(|job| job.case_id.to_string()));
+    let reserves = rows::pg_array(
         batch
             .iter()
             .map(|job| if job.reserve { "t" } else { "f" }.into()),
@@ -218,17 +218,4 @@ async fn read_batch(pool: &AnyPool, batch: Vec<Job>) {
     for (job, answer) in batch.into_iter().zip(answers) {
         let _ = job.reply.send(answer.unwrap_or(Ok(None)));
     }
-}
-
-/// A PostgreSQL array literal of `items` (integers or booleans: nothing to quote).
-fn list(items: impl Iterator<Item = String>) -> String {
-    let mut out = String::from("{");
-    for (i, item) in items.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&item);
-    }
-    out.push('}');
-    out
 }

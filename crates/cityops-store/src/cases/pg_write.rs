@@ -257,19 +257,16 @@ pub(super) async fn write(conn: &mut AnyConnection, rows: &[&Row]) -> anyhow::Re
         single.build()?
     } else {
         let mut param = String::from("[");
-        // The cases' ids again, as an array: the update looks each one up by its key, where a join
-        // with the changes alone may scan the whole table (the planner cannot tell how many there are).
-        let mut ids = String::from("{");
         for (i, row) in rows.iter().enumerate() {
             if i > 0 {
                 param.push(',');
-                ids.push(',');
             }
             param.push_str(&row.json()?);
-            ids.push_str(&row.case_id.to_string());
         }
         param.push(']');
-        ids.push('}');
+        // The cases' ids again, as an array: the update looks each one up by its key, where a join
+        // with the changes alone may scan the whole table (the planner cannot tell how many there are).
+        let ids = super::rows::pg_array(rows.iter().map(|row| row.case_id.to_string()));
         sqlx::query(STATEMENT.as_str()).bind(param).bind(ids)
     };
     // `fetch_all`, never `fetch_one`: sqlx's `Any` driver answers `fetch_one` at the first row, before

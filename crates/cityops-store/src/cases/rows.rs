@@ -92,3 +92,17 @@ pub(super) fn case_from_row(row: &AnyRow) -> anyhow::Result<Case> {
         clock: clock_from_row(row)?,
     })
 }
+
+/// A PostgreSQL array literal of `items` (integers or booleans: nothing to quote), bound as text and
+/// cast in the statement (`CAST($1 AS BIGINT[])`).
+pub(super) fn pg_array(items: impl Iterator<Item = String>) -> String {
+    let mut out = String::from("{");
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&item);
+    }
+    out.push('}');
+    out
+}
