@@ -39,15 +39,24 @@ use crate::rules::{self, Outcome, Rule, RuleState};
 use crate::source::{Feed, Intake};
 use crate::stats::IngestStats;
 
+/// A device message as the reader hands it to a shard.
+#[derive(Debug)]
+pub struct Publish {
+    pub device: DeviceId,
+    pub body: Bytes,
+    pub arrived_ms: UnixMillis,
+    pub arrived: Instant,
+}
+
+/// Most device messages one [`ShardMsg::Publishes`] carries. The reader sends what it has for a
+/// shard as one queue entry: one hand-over between cores for up to this many messages, not one each.
+pub const PUBLISH_BATCH: usize = 64;
+
 /// A message to a shard.
 #[derive(Debug)]
 pub enum ShardMsg {
-    Publish {
-        device: DeviceId,
-        body: Bytes,
-        arrived_ms: UnixMillis,
-        arrived: Instant,
-    },
+    /// Device messages in the order they arrived, at most [`PUBLISH_BATCH`].
+    Publishes(Vec<Publish>),
     /// A device and its place in the unit grid.
     Device(Device, Option<GridPlace>),
     /// After a restart: this device already has an open incident for this rule.
@@ -135,7 +144,8 @@ pub async fn start(
     let mut tasks = Vec::new();
     let mut shard_senders = Vec::with_capacity(shard_count);
     for index in 0..shard_count {
-        let (tx, rx) = mpsc::channel(config.shard_queue.max(1));
+        // `shard_queue` counts messages; the queue holds batches of up to PUBLISH_BATCH of them.
+        let (tx, rx) = mpsc::channel((config.shard_queue / PUBLISH_BATCH).max(4));
         shard_senders.push(tx);
         let shard = Shard::new(
             index,
@@ -200,6 +210,7 @@ pub async fn start(
     ));
     let intake = Intake {
         max_payload_bytes: config.max_payload_bytes,
+        pending: shard_senders.iter().map(|_| Vec::new()).collect(),
         shards: shard_senders,
         stats: stats.clone(),
         inspectors: inspectors.clone(),
@@ -253,9 +264,46 @@ struct DeviceState {
     device: Device,
     place: Option<GridPlace>,
     rules: Vec<(Arc<Rule>, RuleState)>,
-    last_values: HashMap<String, LastValue>,
+    /// The last value of each measurement, sorted by name number: one short contiguous list per
+    /// device, so a reading touches a cache line or two of it (a map per device cost a table, a
+    /// bucket and the name's own allocation, each rarely in the cache with thousands of devices).
+    latest: Vec<Latest>,
     dirty: bool,
     last_sample: Option<Instant>,
+}
+
+/// The last value of one measurement of a device; its name and unit are numbers in the shard's
+/// [`Names`]. Made into a [`LastValue`] only when written.
+#[derive(Debug)]
+struct Latest {
+    name: u32,
+    unit: Option<u32>,
+    time: UnixMillis,
+    value: cityops_core::Value,
+}
+
+/// Measurement names and units a shard has seen, each kept once and referred to by number. It grows
+/// only with names its devices keep last values of, as the per-device maps it replaced did.
+#[derive(Default)]
+struct Names {
+    numbers: HashMap<Box<str>, u32, foldhash::fast::FixedState>,
+    names: Vec<Box<str>>,
+}
+
+impl Names {
+    fn number(&mut self, name: &str) -> u32 {
+        if let Some(&number) = self.numbers.get(name) {
+            return number;
+        }
+        let number = self.names.len() as u32;
+        self.names.push(name.into());
+        self.numbers.insert(name.into(), number);
+        number
+    }
+
+    fn name(&self, number: u32) -> &str {
+        &self.names[number as usize]
+    }
 }
 
 /// One shard: its devices, their rules and last values. `process` is synchronous and free of I/O
@@ -263,6 +311,7 @@ struct DeviceState {
 pub struct Shard {
     index: usize,
     devices: HashMap<DeviceId, DeviceState>,
+    names: Names,
     rules_by_kind: Arc<HashMap<String, Vec<Arc<Rule>>>>,
     bus: Bus,
     stats: Arc<IngestStats>,
@@ -283,6 +332,7 @@ impl Shard {
         Self {
             index,
             devices: HashMap::new(),
+            names: Names::default(),
             rules_by_kind,
             bus,
             stats,
@@ -304,8 +354,8 @@ impl Shard {
         let mut out = Vec::new();
         let mut shed_log = LogLimiter::new(Duration::from_secs(10));
         // What queued since the last turn is taken at once: one wake-up and one turn of this loop
-        // for up to INBOX messages under load, not one each.
-        const INBOX: usize = 64;
+        // for up to INBOX queue entries under load, not one each.
+        const INBOX: usize = 16;
         let mut inbox = Vec::with_capacity(INBOX);
         let mut stopping = false;
         while !stopping {
@@ -317,13 +367,16 @@ impl Shard {
                     stopping = n == 0;
                     for msg in inbox.drain(..) {
                         match msg {
-                            ShardMsg::Publish { device, arrived, .. }
-                                if shed_after.is_some_and(|limit| arrived.elapsed() > limit) =>
-                            {
-                                self.shed(&device, arrived, &mut shed_log);
-                            }
-                            ShardMsg::Publish { device, body, arrived_ms, arrived } => {
-                                self.process(&device, &body, arrived_ms, arrived, &mut out)
+                            ShardMsg::Publishes(publishes) => {
+                                // One clock reading per batch: its messages arrived together.
+                                let now = Instant::now();
+                                for p in publishes {
+                                    if shed_after.is_some_and(|limit| now.saturating_duration_since(p.arrived) > limit) {
+                                        self.shed(&p.device, p.arrived, &mut shed_log);
+                                    } else {
+                                        self.process(&p.device, &p.body, p.arrived_ms, p.arrived, &mut out);
+                                    }
+                                }
                             }
                             ShardMsg::Device(device, place) => self.upsert_device(device, place),
                             ShardMsg::RestoreOpen { device, rule_id, incident_id } => {
@@ -390,7 +443,7 @@ impl Shard {
                         device,
                         place,
                         rules,
-                        last_values: HashMap::new(),
+                        latest: Vec::new(),
                         dirty: false,
                         last_sample: None,
                     },
@@ -476,26 +529,30 @@ impl Shard {
                     }
                 }
             }
-            // Updated in place: a device's measurement names and id are allocated once, not per reading.
-            match state.last_values.get_mut(&reading.name) {
-                Some(last) if last.time <= time => {
-                    last.value.clone_from(&reading.value);
-                    if last.unit != reading.unit {
-                        last.unit.clone_from(&reading.unit);
+            // Updated in place: a device's text values keep their allocation.
+            let name = self.names.number(&reading.name);
+            let unit = reading.unit.as_deref().map(|unit| self.names.number(unit));
+            match state
+                .latest
+                .binary_search_by_key(&name, |latest| latest.name)
+            {
+                Ok(at) => {
+                    let last = &mut state.latest[at];
+                    if last.time <= time {
+                        last.value.clone_from(&reading.value);
+                        last.unit = unit;
+                        last.time = time;
+                        state.dirty = true;
                     }
-                    last.time = time;
-                    state.dirty = true;
                 }
-                Some(_) => {}
-                None => {
-                    state.last_values.insert(
-                        reading.name.clone(),
-                        LastValue {
-                            device_id: device_id.clone(),
-                            name: reading.name.clone(),
-                            value: reading.value.clone(),
-                            unit: reading.unit.clone(),
+                Err(at) => {
+                    state.latest.insert(
+                        at,
+                        Latest {
+                            name,
+                            unit,
                             time,
+                            value: reading.value.clone(),
                         },
                     );
                     state.dirty = true;
@@ -521,9 +578,16 @@ impl Shard {
     /// The last values changed since the previous call, as one writer message.
     pub fn take_last_values(&mut self) -> Option<WriterMsg> {
         let mut values = Vec::new();
+        let names = &self.names;
         for state in self.devices.values_mut().filter(|s| s.dirty) {
             state.dirty = false;
-            values.extend(state.last_values.values().cloned());
+            values.extend(state.latest.iter().map(|latest| LastValue {
+                device_id: state.device.id.clone(),
+                name: names.name(latest.name).to_string(),
+                value: latest.value.clone(),
+                unit: latest.unit.map(|unit| names.name(unit).to_string()),
+                time: latest.time,
+            }));
         }
         (!values.is_empty()).then_some(WriterMsg::LastValues(values))
     }
@@ -825,6 +889,77 @@ mod tests {
         assert_eq!(open.iter().map(|i| i.id).collect::<Vec<_>>(), vec![3]);
     }
 
+    /// Last values: one per measurement, the newest by reading time (a late older reading does not
+    /// overwrite it), with the unit it came with; written once per flush, and only when changed.
+    #[test]
+    fn last_values_keep_the_newest_reading_of_each_measurement() {
+        let mut shard = Shard::new(
+            0,
+            Arc::new(HashMap::new()),
+            Bus::new(cityops_bus::BusConfig::default()),
+            Arc::new(IngestStats::default()),
+            Arc::new(AtomicI64::new(1)),
+            &IngestConfig::default(),
+        );
+        let device = Device {
+            id: DeviceId::new("aq-1").unwrap(),
+            kind: DeviceKind::new("air_quality").unwrap(),
+            lon: 116.41,
+            lat: 39.91,
+        };
+        shard.upsert_device(device.clone(), None);
+        let mut out = Vec::new();
+        let mut send = |shard: &mut Shard, body: &str| {
+            shard.process(&device.id, body.as_bytes(), 9_000, Instant::now(), &mut out)
+        };
+        send(&mut shard, r#"{"ts": 2000, "pm10": 80, "note": "ok"}"#);
+        send(
+            &mut shard,
+            r#"[{"n": "temp", "u": "Cel", "v": 21.5, "t": 1.5}]"#,
+        );
+        // Older than what is kept: ignored. Newer: replaces value and unit (SenML times under 2^28 s
+        // are relative to arrival: 9 s + 3 s).
+        send(&mut shard, r#"{"ts": 1000, "pm10": 10, "note": "stale"}"#);
+        send(
+            &mut shard,
+            r#"[{"n": "temp", "u": "K", "v": 294.8, "t": 3}]"#,
+        );
+        let Some(WriterMsg::LastValues(mut values)) = shard.take_last_values() else {
+            panic!("last values expected");
+        };
+        values.sort_by(|a, b| a.name.cmp(&b.name));
+        let seen: Vec<_> = values
+            .iter()
+            .map(|v| {
+                (
+                    v.device_id.as_str(),
+                    v.name.as_str(),
+                    v.value.clone(),
+                    v.unit.as_deref(),
+                    v.time,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("aq-1", "note", Value::Text("ok".into()), None, 2000),
+                ("aq-1", "pm10", Value::Number(80.0), None, 2000),
+                ("aq-1", "temp", Value::Number(294.8), Some("K"), 12_000),
+            ]
+        );
+        assert!(shard.take_last_values().is_none(), "nothing changed since");
+        send(&mut shard, r#"{"ts": 4000, "pm10": 81}"#);
+        let Some(WriterMsg::LastValues(values)) = shard.take_last_values() else {
+            panic!("last values expected");
+        };
+        assert_eq!(
+            values.len(),
+            3,
+            "a changed device writes all its last values"
+        );
+    }
+
     /// A message that waited longer than `shed_after_ms` in its shard's queue is shed unprocessed and
     /// counted; a fresh one behind it is processed.
     #[tokio::test]
@@ -849,16 +984,15 @@ mod tests {
         let (writer_tx, _writer_rx) = mpsc::channel(16);
         let body = Bytes::from_static(br#"{"level": 60.5}"#);
         let now = Instant::now();
-        for arrived in [now - Duration::from_secs(3), now] {
-            tx.send(ShardMsg::Publish {
+        let publishes = [now - Duration::from_secs(3), now]
+            .map(|arrived| Publish {
                 device: device.id.clone(),
                 body: body.clone(),
                 arrived_ms: 1_000,
                 arrived,
             })
-            .await
-            .unwrap();
-        }
+            .into();
+        tx.send(ShardMsg::Publishes(publishes)).await.unwrap();
         tx.send(ShardMsg::Shutdown).await.unwrap();
         shard
             .run(

@@ -8,7 +8,9 @@
 //! either way: rumqttd skips a subscriber that falls behind its log (`cursor_jump` alerts,
 //! `cityops_mqtt_broker_cursor_jumps_total`), an external broker drops past its own queue limits.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,13 +18,13 @@ use chrono::Utc;
 use cityops_core::telemetry::LogLimiter;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use rumqttd::Notification;
-use rumqttd::local::{LinkRx, LinkTx};
+use rumqttd::local::{LinkError, LinkRx, LinkTx};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::adapter::{self, Reject};
 use crate::config::IngestConfig;
-use crate::pipeline::{RejectLog, ShardMsg, shard_of};
+use crate::pipeline::{PUBLISH_BATCH, Publish, RejectLog, ShardMsg, shard_of};
 use crate::stats::IngestStats;
 
 /// Where the MQTT broker is.
@@ -62,10 +64,13 @@ pub(crate) struct Intake {
     pub(crate) inspectors: Arc<crate::inspectors::InspectorTracker>,
     pub(crate) ready: watch::Sender<bool>,
     pub(crate) reject_log: RejectLog,
+    /// Each shard's next batch, sent when full or by [`Intake::flush`].
+    pub(crate) pending: Vec<Vec<Publish>>,
 }
 
 impl Intake {
-    /// Hands one message on. Returns false when the shards are gone.
+    /// Checks one message and adds it to its shard's next batch, which is sent once full; the caller
+    /// calls [`Intake::flush`] before it waits for more. Returns false when the shards are gone.
     async fn dispatch(&mut self, topic: &str, body: Bytes) -> bool {
         self.stats.messages_received.inc();
         if let Some(inspector) = crate::inspectors::inspector_of_topic(topic) {
@@ -90,14 +95,32 @@ impl Intake {
             };
             return self.reject(reject, device.as_str());
         }
-        let shard = &self.shards[shard_of(&device, self.shards.len())];
-        let msg = ShardMsg::Publish {
+        let index = shard_of(&device, self.shards.len());
+        self.pending[index].push(Publish {
             device,
             body,
             arrived_ms: Utc::now().timestamp_millis(),
             arrived: Instant::now(),
-        };
-        shard.send(msg).await.is_ok()
+        });
+        self.pending[index].len() < PUBLISH_BATCH || self.send(index).await
+    }
+
+    /// Sends every shard its batch. Returns false when the shards are gone.
+    async fn flush(&mut self) -> bool {
+        for index in 0..self.pending.len() {
+            if !self.pending[index].is_empty() && !self.send(index).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn send(&mut self, index: usize) -> bool {
+        let batch = std::mem::take(&mut self.pending[index]);
+        self.shards[index]
+            .send(ShardMsg::Publishes(batch))
+            .await
+            .is_ok()
     }
 
     fn reject(&mut self, reject: Reject, source: &str) -> bool {
@@ -114,7 +137,8 @@ impl Intake {
     }
 
     /// After the feed stopped: marks ingest disconnected and lets the shards drain what they hold.
-    async fn close(&self) {
+    async fn close(&mut self) {
+        self.flush().await;
         self.connected(false);
         for shard in &self.shards {
             let _ = shard.send(ShardMsg::Shutdown).await;
@@ -192,7 +216,10 @@ async fn run_tcp(
                 intake.ready.send_replace(true);
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                if !intake.dispatch(&publish.topic, publish.payload).await {
+                // One at a time: the event loop is not polled ahead to gather a batch, as a poll
+                // dropped midway could hold back the acknowledgements it was writing.
+                if !(intake.dispatch(&publish.topic, publish.payload).await && intake.flush().await)
+                {
                     break;
                 }
             }
@@ -244,53 +271,97 @@ async fn run_link(
     }
     intake.connected(true);
     tracing::info!(%filter, connection = rx.id(), "ingest reading the embedded broker in process");
-    while !*shutdown.borrow() {
-        let next = tokio::select! {
+    'read: while !*shutdown.borrow() {
+        let mut next = tokio::select! {
             _ = shutdown.changed() => break,
             next = rx.next() => next,
         };
-        match next {
-            Ok(Some(Notification::Forward(forward))) => {
-                let publish = forward.publish;
-                let Ok(topic) = std::str::from_utf8(&publish.topic) else {
-                    // rumqttd checks topics are UTF-8 when it reads them; count it all the same.
-                    let shown = String::from_utf8_lossy(&publish.topic).into_owned();
-                    intake.reject(Reject::UnknownTopic(shown.clone()), &shown);
-                    continue;
-                };
-                if !intake.dispatch(topic, publish.payload).await {
-                    break;
-                }
+        // What the router has already handed over is taken without waiting, then sent to the shards
+        // in batches; the link is awaited again only once every batch is on its way.
+        for taken in 1.. {
+            if let Link::Stop = on_link(next, &mut rx, &mut intake, &filter).await {
+                break 'read;
             }
-            Ok(Some(Notification::DeviceAck(_))) => {
-                // The only acknowledgement this link asks for is its subscription's.
-                if !*intake.ready.borrow() {
-                    tracing::info!(%filter, "ingest subscribed");
-                    intake.ready.send_replace(true);
-                }
-            }
-            Ok(Some(Notification::Unschedule)) => {
-                if let Err(e) = rx.wake().await {
-                    tracing::error!(error = %e, "the embedded broker went away");
-                    break;
-                }
-            }
-            Ok(Some(Notification::Disconnect(..))) => {
-                tracing::error!("the embedded broker disconnected ingest");
-                intake.stats.mqtt_connection_errors.inc();
+            if taken == LINK_DRAIN {
                 break;
             }
-            Ok(Some(other)) => tracing::debug!(?other, "ingest ignored a broker notification"),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "the embedded broker went away");
-                intake.stats.mqtt_connection_errors.inc();
-                break;
+            match std::pin::pin!(rx.next())
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()))
+            {
+                Poll::Ready(ready) => next = ready,
+                Poll::Pending => break,
             }
+        }
+        if !intake.flush().await {
+            break;
         }
     }
     // The router forgets the link once its half of the channel is gone.
     drop(tx);
     drop(rx);
     intake.close().await;
+}
+
+/// Most notifications the link reader takes before it sends the shards what it has.
+const LINK_DRAIN: usize = 256;
+
+/// Whether the link reader goes on.
+enum Link {
+    Next,
+    Stop,
+}
+
+/// Handles one notification of the embedded broker's link.
+async fn on_link(
+    next: Result<Option<Notification>, LinkError>,
+    rx: &mut LinkRx,
+    intake: &mut Intake,
+    filter: &str,
+) -> Link {
+    match next {
+        Ok(Some(Notification::Forward(forward))) => {
+            let publish = forward.publish;
+            let Ok(topic) = std::str::from_utf8(&publish.topic) else {
+                // rumqttd checks topics are UTF-8 when it reads them; count it all the same.
+                let shown = String::from_utf8_lossy(&publish.topic).into_owned();
+                intake.reject(Reject::UnknownTopic(shown.clone()), &shown);
+                return Link::Next;
+            };
+            if !intake.dispatch(topic, publish.payload).await {
+                return Link::Stop;
+            }
+        }
+        Ok(Some(Notification::DeviceAck(_))) => {
+            // The only acknowledgement this link asks for is its subscription's.
+            if !*intake.ready.borrow() {
+                tracing::info!(%filter, "ingest subscribed");
+                intake.ready.send_replace(true);
+            }
+        }
+        Ok(Some(Notification::Unschedule)) => {
+            // The router stops filling the link until told to go on: what it filled goes to the
+            // shards first.
+            if !intake.flush().await {
+                return Link::Stop;
+            }
+            if let Err(e) = rx.wake().await {
+                tracing::error!(error = %e, "the embedded broker went away");
+                return Link::Stop;
+            }
+        }
+        Ok(Some(Notification::Disconnect(..))) => {
+            tracing::error!("the embedded broker disconnected ingest");
+            intake.stats.mqtt_connection_errors.inc();
+            return Link::Stop;
+        }
+        Ok(Some(other)) => tracing::debug!(?other, "ingest ignored a broker notification"),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "the embedded broker went away");
+            intake.stats.mqtt_connection_errors.inc();
+            return Link::Stop;
+        }
+    }
+    Link::Next
 }
