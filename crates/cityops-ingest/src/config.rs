@@ -14,7 +14,8 @@ pub struct IngestConfig {
     pub max_payload_bytes: usize,
     /// Worker shards (devices are split among them by id); 0 = one per CPU core.
     pub shards: usize,
-    /// Messages queued per shard before the MQTT reader waits (backpressure onto the broker).
+    /// Messages queued per shard before the MQTT reader waits (backpressure onto the broker). The
+    /// queue holds batches of up to 64 messages: `shard_queue / 64` of them, at least 4.
     pub shard_queue: usize,
     /// Overload shedding: a device message that has waited longer than this in its shard's queue is
     /// dropped unprocessed, counted in `cityops_ingest_shed_total{reason="queue_delay"}` and logged at
