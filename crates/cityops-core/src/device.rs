@@ -47,11 +47,23 @@ impl DeviceId {
     pub const MAX_LEN: usize = 128;
 
     pub fn new(s: &str) -> Result<Self, IdError> {
-        check_id(s, Self::MAX_LEN, &['_', '.', ':', '-'])?;
+        Self::check(s)?;
         Ok(Self(Arc::from(s)))
     }
 
+    /// Whether `s` is a valid device id, without making one.
+    pub fn check(s: &str) -> Result<(), IdError> {
+        check_id(s, Self::MAX_LEN, &['_', '.', ':', '-'])
+    }
+
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Maps keyed by device id can be searched with a `&str` (hash and equality are the text's).
+impl std::borrow::Borrow<str> for DeviceId {
+    fn borrow(&self) -> &str {
         &self.0
     }
 }

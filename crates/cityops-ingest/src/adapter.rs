@@ -87,11 +87,22 @@ impl Reject {
 
 /// The device id of an uplink topic.
 pub fn parse_topic(topic: &str) -> Result<DeviceId, Reject> {
-    let unknown = || Reject::UnknownTopic(truncate(topic, 200));
-    let rest = topic.strip_prefix("city/v1/devices/").ok_or_else(unknown)?;
-    let id = rest.strip_suffix("/up").ok_or_else(unknown)?;
-    DeviceId::new(id).map_err(|_| unknown())
+    let id = topic_device(topic)?;
+    DeviceId::new(id).map_err(|_| Reject::UnknownTopic(truncate(topic, 200)))
 }
+
+/// The device id of an uplink topic, checked, as a part of the topic.
+pub fn topic_device(topic: &str) -> Result<&str, Reject> {
+    let unknown = || Reject::UnknownTopic(truncate(topic, 200));
+    let rest = topic.strip_prefix(UPLINK_PREFIX).ok_or_else(unknown)?;
+    let id = rest.strip_suffix(UPLINK_SUFFIX).ok_or_else(unknown)?;
+    DeviceId::check(id).map_err(|_| unknown())?;
+    Ok(id)
+}
+
+/// An uplink topic is `city/v1/devices/{device_id}/up`.
+pub const UPLINK_PREFIX: &str = "city/v1/devices/";
+pub const UPLINK_SUFFIX: &str = "/up";
 
 /// Parses a body into readings. `now` (Unix ms) resolves SenML relative times; readings without a
 /// time get `None` (the pipeline stamps arrival time).

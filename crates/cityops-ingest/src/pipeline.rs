@@ -42,10 +42,48 @@ use crate::stats::IngestStats;
 /// A device message as the reader hands it to a shard.
 #[derive(Debug)]
 pub struct Publish {
-    pub device: DeviceId,
+    /// `city/v1/devices/{device_id}/up`, checked by the reader: the id is not copied out of it.
+    topic: Bytes,
     pub body: Bytes,
     pub arrived_ms: UnixMillis,
     pub arrived: Instant,
+}
+
+impl Publish {
+    /// A message on `topic`, or why the topic is not a device's uplink.
+    pub fn new(
+        topic: Bytes,
+        body: Bytes,
+        arrived_ms: UnixMillis,
+        arrived: Instant,
+    ) -> Result<Self, Reject> {
+        let text = std::str::from_utf8(&topic)
+            .map_err(|_| Reject::UnknownTopic(String::from_utf8_lossy(&topic).into_owned()))?;
+        adapter::topic_device(text)?;
+        Ok(Self::checked(topic, body, arrived_ms, arrived))
+    }
+
+    /// A message whose topic the caller has checked with [`adapter::topic_device`].
+    pub(crate) fn checked(
+        topic: Bytes,
+        body: Bytes,
+        arrived_ms: UnixMillis,
+        arrived: Instant,
+    ) -> Self {
+        Self {
+            topic,
+            body,
+            arrived_ms,
+            arrived,
+        }
+    }
+
+    /// The device's id (checked when the message was made).
+    pub fn device(&self) -> &str {
+        let id = &self.topic
+            [adapter::UPLINK_PREFIX.len()..self.topic.len() - adapter::UPLINK_SUFFIX.len()];
+        std::str::from_utf8(id).unwrap_or_default()
+    }
 }
 
 /// Most device messages one [`ShardMsg::Publishes`] carries. The reader sends what it has for a
@@ -77,8 +115,8 @@ pub enum WriterMsg {
 }
 
 /// The shard that owns a device. Stable for the life of the process.
-pub fn shard_of(device: &DeviceId, shards: usize) -> usize {
-    (FIXED_HASH.hash_one(device.as_str()) % shards.max(1) as u64) as usize
+pub fn shard_of(device: &str, shards: usize) -> usize {
+    (FIXED_HASH.hash_one(device) % shards.max(1) as u64) as usize
 }
 
 /// A fixed-key hasher: the shard of a device does not change between runs, which keeps logs comparable.
@@ -191,7 +229,7 @@ pub async fn start(
     let open = store.open_incidents().await?;
     stats.open_incidents.set(open.len() as i64);
     for incident in open {
-        let shard = &shard_senders[shard_of(&incident.device_id, shard_count)];
+        let shard = &shard_senders[shard_of(incident.device_id.as_str(), shard_count)];
         shard
             .send(ShardMsg::RestoreOpen {
                 device: incident.device_id,
@@ -211,6 +249,7 @@ pub async fn start(
     let intake = Intake {
         max_payload_bytes: config.max_payload_bytes,
         pending: shard_senders.iter().map(|_| Vec::new()).collect(),
+        received: 0,
         shards: shard_senders,
         stats: stats.clone(),
         inspectors: inspectors.clone(),
@@ -318,6 +357,9 @@ pub struct Shard {
     next_incident_id: Arc<AtomicI64>,
     sample_interval: Duration,
     reject_log: RejectLog,
+    /// Messages and readings accepted since the last [`Shard::publish_counts`]: the shared counters
+    /// sit on one cache line with the reader's, so they are added to once a turn, not per message.
+    accepted: (u64, u64),
 }
 
 impl Shard {
@@ -339,6 +381,17 @@ impl Shard {
             next_incident_id,
             sample_interval: Duration::from_secs(config.reading_sample_secs),
             reject_log: RejectLog::new(),
+            accepted: (0, 0),
+        }
+    }
+
+    /// Adds what was accepted since the last call to the shared counters. `run` calls it after each
+    /// turn; a caller driving [`Shard::process`] itself calls it before reading them.
+    pub fn publish_counts(&mut self) {
+        let (messages, readings) = std::mem::take(&mut self.accepted);
+        if messages > 0 {
+            self.stats.messages_accepted.add(messages);
+            self.stats.readings_accepted.add(readings);
         }
     }
 
@@ -372,9 +425,9 @@ impl Shard {
                                 let now = Instant::now();
                                 for p in publishes {
                                     if shed_after.is_some_and(|limit| now.saturating_duration_since(p.arrived) > limit) {
-                                        self.shed(&p.device, p.arrived, &mut shed_log);
+                                        self.shed(p.device(), p.arrived, &mut shed_log);
                                     } else {
-                                        self.process(&p.device, &p.body, p.arrived_ms, p.arrived, &mut out);
+                                        self.process(p.device(), &p.body, p.arrived_ms, p.arrived, &mut out);
                                     }
                                 }
                             }
@@ -390,6 +443,7 @@ impl Shard {
                     }
                 }
             }
+            self.publish_counts();
             for msg in out.drain(..) {
                 if writer.send(msg).await.is_err() {
                     tracing::error!(shard = self.index, "store writer stopped; shard stops");
@@ -404,7 +458,7 @@ impl Shard {
     }
 
     /// Drops a message that waited too long in the queue: counted, and logged at most once per 10 s.
-    fn shed(&mut self, device: &DeviceId, arrived: Instant, log: &mut LogLimiter) {
+    fn shed(&mut self, device: &str, arrived: Instant, log: &mut LogLimiter) {
         self.stats.shed[0].inc();
         if let Some(suppressed) = log.check(std::time::Instant::now()) {
             tracing::warn!(
@@ -468,7 +522,7 @@ impl Shard {
     /// Handles one message of a device: parse, apply rules, remember last values, sample to the bus.
     pub fn process(
         &mut self,
-        device_id: &DeviceId,
+        device_id: &str,
         body: &[u8],
         arrived_ms: UnixMillis,
         arrived: Instant,
@@ -477,19 +531,19 @@ impl Shard {
         let Some(state) = self.devices.get_mut(device_id) else {
             let reject = Reject::UnknownDevice(device_id.to_string());
             self.stats.reject(&reject);
-            self.reject_log.log(&reject, device_id.as_str());
+            self.reject_log.log(&reject, device_id);
             return;
         };
         let readings = match adapter::parse_payload(body, arrived_ms) {
             Ok(readings) => readings,
             Err(reject) => {
                 self.stats.reject(&reject);
-                self.reject_log.log(&reject, device_id.as_str());
+                self.reject_log.log(&reject, device_id);
                 return;
             }
         };
-        self.stats.messages_accepted.inc();
-        self.stats.readings_accepted.add(readings.len() as u64);
+        self.accepted.0 += 1;
+        self.accepted.1 += readings.len() as u64;
         for reading in &readings {
             let time = reading.time.unwrap_or(arrived_ms);
             for (rule, rule_state) in state
@@ -566,7 +620,7 @@ impl Shard {
             state.last_sample = Some(arrived);
             self.stats.samples_published.inc();
             self.bus.publish(EventData::Reading(ReadingSample {
-                device_id: device_id.clone(),
+                device_id: state.device.id.clone(),
                 kind: state.device.kind.clone(),
                 lon: state.device.lon,
                 lat: state.device.lat,
@@ -910,7 +964,13 @@ mod tests {
         shard.upsert_device(device.clone(), None);
         let mut out = Vec::new();
         let mut send = |shard: &mut Shard, body: &str| {
-            shard.process(&device.id, body.as_bytes(), 9_000, Instant::now(), &mut out)
+            shard.process(
+                device.id.as_str(),
+                body.as_bytes(),
+                9_000,
+                Instant::now(),
+                &mut out,
+            )
         };
         send(&mut shard, r#"{"ts": 2000, "pm10": 80, "note": "ok"}"#);
         send(
@@ -985,11 +1045,9 @@ mod tests {
         let body = Bytes::from_static(br#"{"level": 60.5}"#);
         let now = Instant::now();
         let publishes = [now - Duration::from_secs(3), now]
-            .map(|arrived| Publish {
-                device: device.id.clone(),
-                body: body.clone(),
-                arrived_ms: 1_000,
-                arrived,
+            .map(|arrived| {
+                let topic = Bytes::from_static(b"city/v1/devices/noise-1/up");
+                Publish::new(topic, body.clone(), 1_000, arrived).unwrap()
             })
             .into();
         tx.send(ShardMsg::Publishes(publishes)).await.unwrap();

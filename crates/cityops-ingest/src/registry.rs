@@ -106,7 +106,7 @@ impl Registry {
 
     /// Takes a device that is already stored into the running pipeline.
     pub(crate) async fn adopt(&self, device: Device) -> Result<(), RegisterError> {
-        let shard = &self.shards[shard_of(&device.id, self.shards.len())];
+        let shard = &self.shards[shard_of(device.id.as_str(), self.shards.len())];
         let place = self.place_of(&device);
         shard
             .send(ShardMsg::Device(device.clone(), place))

@@ -66,14 +66,21 @@ pub(crate) struct Intake {
     pub(crate) reject_log: RejectLog,
     /// Each shard's next batch, sent when full or by [`Intake::flush`].
     pub(crate) pending: Vec<Vec<Publish>>,
+    /// Messages received since the last flush, added to the shared counter then.
+    pub(crate) received: u64,
 }
 
 impl Intake {
     /// Checks one message and adds it to its shard's next batch, which is sent once full; the caller
     /// calls [`Intake::flush`] before it waits for more. Returns false when the shards are gone.
-    async fn dispatch(&mut self, topic: &str, body: Bytes) -> bool {
-        self.stats.messages_received.inc();
-        if let Some(inspector) = crate::inspectors::inspector_of_topic(topic) {
+    async fn dispatch(&mut self, topic: Bytes, body: Bytes) -> bool {
+        self.received += 1;
+        let Ok(text) = std::str::from_utf8(&topic) else {
+            // rumqttd checks topics are UTF-8 when it reads them; count it all the same.
+            let shown = String::from_utf8_lossy(&topic).into_owned();
+            return self.reject(Reject::UnknownTopic(shown.clone()), &shown);
+        };
+        if let Some(inspector) = crate::inspectors::inspector_of_topic(text) {
             let now = Utc::now().timestamp_millis();
             match serde_json::from_slice::<crate::inspectors::LocationBody>(&body) {
                 Ok(location) => {
@@ -84,29 +91,31 @@ impl Intake {
             }
             return true;
         }
-        let device = match adapter::parse_topic(topic) {
+        let device = match adapter::topic_device(text) {
             Ok(device) => device,
-            Err(reject) => return self.reject(reject, topic),
+            Err(reject) => return self.reject(reject, text),
         };
         if body.len() > self.max_payload_bytes {
             let reject = Reject::TooLarge {
                 size: body.len(),
                 limit: self.max_payload_bytes,
             };
-            return self.reject(reject, device.as_str());
+            let device = device.to_string();
+            return self.reject(reject, &device);
         }
-        let index = shard_of(&device, self.shards.len());
-        self.pending[index].push(Publish {
-            device,
+        let index = shard_of(device, self.shards.len());
+        self.pending[index].push(Publish::checked(
+            topic,
             body,
-            arrived_ms: Utc::now().timestamp_millis(),
-            arrived: Instant::now(),
-        });
+            Utc::now().timestamp_millis(),
+            Instant::now(),
+        ));
         self.pending[index].len() < PUBLISH_BATCH || self.send(index).await
     }
 
     /// Sends every shard its batch. Returns false when the shards are gone.
     async fn flush(&mut self) -> bool {
+        self.count_received();
         for index in 0..self.pending.len() {
             if !self.pending[index].is_empty() && !self.send(index).await {
                 return false;
@@ -115,7 +124,17 @@ impl Intake {
         true
     }
 
+    /// Adds the messages received since the last call to the shared counter: before a batch goes
+    /// out, so that it never shows fewer received than the shards have accepted.
+    fn count_received(&mut self) {
+        let received = std::mem::take(&mut self.received);
+        if received > 0 {
+            self.stats.messages_received.add(received);
+        }
+    }
+
     async fn send(&mut self, index: usize) -> bool {
+        self.count_received();
         let batch = std::mem::take(&mut self.pending[index]);
         self.shards[index]
             .send(ShardMsg::Publishes(batch))
@@ -218,8 +237,8 @@ async fn run_tcp(
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 // One at a time: the event loop is not polled ahead to gather a batch, as a poll
                 // dropped midway could hold back the acknowledgements it was writing.
-                if !(intake.dispatch(&publish.topic, publish.payload).await && intake.flush().await)
-                {
+                let topic = Bytes::from(publish.topic);
+                if !(intake.dispatch(topic, publish.payload).await && intake.flush().await) {
                     break;
                 }
             }
@@ -322,13 +341,7 @@ async fn on_link(
     match next {
         Ok(Some(Notification::Forward(forward))) => {
             let publish = forward.publish;
-            let Ok(topic) = std::str::from_utf8(&publish.topic) else {
-                // rumqttd checks topics are UTF-8 when it reads them; count it all the same.
-                let shown = String::from_utf8_lossy(&publish.topic).into_owned();
-                intake.reject(Reject::UnknownTopic(shown.clone()), &shown);
-                return Link::Next;
-            };
-            if !intake.dispatch(topic, publish.payload).await {
+            if !intake.dispatch(publish.topic, publish.payload).await {
                 return Link::Stop;
             }
         }

@@ -32,14 +32,15 @@ impl<'a> Object<'a> {
         // A stable sort keeps a repeated key's values in the order given; of each run the last
         // stays, as in `serde_json::Map`.
         members.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut unique: Vec<(Cow<'a, str>, Lite<'a>)> = Vec::with_capacity(members.len());
-        for member in members {
-            match unique.last_mut() {
-                Some(last) if last.0 == member.0 => *last = member,
-                _ => unique.push(member),
+        // In place: of a run of one key, the kept (first) slot takes each later value in turn.
+        members.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(later, kept);
             }
-        }
-        Object(unique)
+            same
+        });
+        Object(members)
     }
 
     fn position(&self, key: &str) -> Option<usize> {

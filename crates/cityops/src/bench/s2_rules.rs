@@ -148,7 +148,13 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     let started = Instant::now();
     for i in 0..messages {
         let (id, body) = &bodies[i % distinct];
-        shard.process(id, body, now_ms, tokio::time::Instant::now(), &mut out);
+        shard.process(
+            id.as_str(),
+            body,
+            now_ms,
+            tokio::time::Instant::now(),
+            &mut out,
+        );
         changes += out.len();
         out.clear();
         if i % 10_000 == 0 {
@@ -156,6 +162,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         }
     }
     let platform_secs = started.elapsed().as_secs_f64();
+    shard.publish_counts();
     let readings = stats.readings_accepted.get();
     anyhow::ensure!(
         stats.messages_accepted.get() == messages as u64,
