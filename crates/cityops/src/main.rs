@@ -3,9 +3,6 @@
 use cityops::app::{App, Mode, StartOptions};
 use cityops::cli::{AuditCommand, Cli, Command, UserCommand};
 use cityops::settings::Settings;
-
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
