@@ -95,6 +95,8 @@ pub const PUBLISH_BATCH: usize = 64;
 pub enum ShardMsg {
     /// Device messages in the order they arrived, at most [`PUBLISH_BATCH`].
     Publishes(Vec<Publish>),
+    /// One device message: what the TCP reader sends, with no batch to allocate.
+    Publish(Publish),
     /// A device and its place in the unit grid.
     Device(Device, Option<GridPlace>),
     /// After a restart: this device already has an open incident for this rule.
@@ -424,12 +426,11 @@ impl Shard {
                                 // One clock reading per batch: its messages arrived together.
                                 let now = Instant::now();
                                 for p in publishes {
-                                    if shed_after.is_some_and(|limit| now.saturating_duration_since(p.arrived) > limit) {
-                                        self.shed(p.device(), p.arrived, &mut shed_log);
-                                    } else {
-                                        self.process(p.device(), &p.body, p.arrived_ms, p.arrived, &mut out);
-                                    }
+                                    self.take(p, now, shed_after, &mut shed_log, &mut out);
                                 }
+                            }
+                            ShardMsg::Publish(p) => {
+                                self.take(p, Instant::now(), shed_after, &mut shed_log, &mut out)
                             }
                             ShardMsg::Device(device, place) => self.upsert_device(device, place),
                             ShardMsg::RestoreOpen { device, rule_id, incident_id } => {
@@ -455,6 +456,22 @@ impl Shard {
             let _ = writer.send(last).await;
         }
         tracing::debug!(shard = self.index, "shard stopped");
+    }
+
+    /// Processes a message, or sheds it if it waited in the queue past `shed_after` at `now`.
+    fn take(
+        &mut self,
+        p: Publish,
+        now: Instant,
+        shed_after: Option<Duration>,
+        shed_log: &mut LogLimiter,
+        out: &mut Vec<WriterMsg>,
+    ) {
+        if shed_after.is_some_and(|limit| now.saturating_duration_since(p.arrived) > limit) {
+            self.shed(p.device(), p.arrived, shed_log);
+        } else {
+            self.process(p.device(), &p.body, p.arrived_ms, p.arrived, out);
+        }
     }
 
     /// Drops a message that waited too long in the queue: counted, and logged at most once per 10 s.

@@ -135,11 +135,13 @@ impl Intake {
 
     async fn send(&mut self, index: usize) -> bool {
         self.count_received();
-        let batch = std::mem::take(&mut self.pending[index]);
-        self.shards[index]
-            .send(ShardMsg::Publishes(batch))
-            .await
-            .is_ok()
+        let pending = &mut self.pending[index];
+        // A lone message goes on its own and the batch keeps its allocation.
+        let msg = match pending.len() {
+            1 => ShardMsg::Publish(pending.pop().expect("one pending message")),
+            _ => ShardMsg::Publishes(std::mem::take(pending)),
+        };
+        self.shards[index].send(msg).await.is_ok()
     }
 
     fn reject(&mut self, reject: Reject, source: &str) -> bool {
