@@ -85,12 +85,6 @@ impl Reject {
     }
 }
 
-/// The device id of an uplink topic.
-pub fn parse_topic(topic: &str) -> Result<DeviceId, Reject> {
-    let id = topic_device(topic)?;
-    DeviceId::new(id).map_err(|_| Reject::UnknownTopic(truncate(topic, 200)))
-}
-
 /// The device id of an uplink topic, checked, as a part of the topic.
 pub fn topic_device(topic: &str) -> Result<&str, Reject> {
     let unknown = || Reject::UnknownTopic(truncate(topic, 200));

@@ -100,8 +100,7 @@ impl Intake {
                 size: body.len(),
                 limit: self.max_payload_bytes,
             };
-            let device = device.to_string();
-            return self.reject(reject, &device);
+            return self.reject(reject, device);
         }
         let index = shard_of(device, self.shards.len());
         self.pending[index].push(Publish::checked(

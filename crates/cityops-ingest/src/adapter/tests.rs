@@ -199,13 +199,11 @@ fn too_many_readings_are_refused() {
 #[test]
 fn topics_name_the_device() {
     assert_eq!(
-        parse_topic("city/v1/devices/mc-0001/up").unwrap().as_str(),
+        topic_device("city/v1/devices/mc-0001/up").unwrap(),
         "mc-0001"
     );
     assert_eq!(
-        parse_topic("city/v1/devices/urn:dev:mac:0024be/up")
-            .unwrap()
-            .as_str(),
+        topic_device("city/v1/devices/urn:dev:mac:0024be/up").unwrap(),
         "urn:dev:mac:0024be"
     );
     for bad in [
@@ -216,7 +214,7 @@ fn topics_name_the_device() {
         "city/v1/devices/a/b/up",
     ] {
         assert_eq!(
-            parse_topic(bad).unwrap_err().reason(),
+            topic_device(bad).unwrap_err().reason(),
             "unknown_topic",
             "{bad}"
         );
