@@ -960,25 +960,32 @@ mod tests {
         assert_eq!(open.iter().map(|i| i.id).collect::<Vec<_>>(), vec![3]);
     }
 
-    /// Last values: one per measurement, the newest by reading time (a late older reading does not
-    /// overwrite it), with the unit it came with; written once per flush, and only when changed.
-    #[test]
-    fn last_values_keep_the_newest_reading_of_each_measurement() {
+    /// A shard without rules that knows one device.
+    fn shard_with_device(id: &str, kind: &str, stats: Arc<IngestStats>) -> (Shard, Device) {
         let mut shard = Shard::new(
             0,
             Arc::new(HashMap::new()),
             Bus::new(cityops_bus::BusConfig::default()),
-            Arc::new(IngestStats::default()),
+            stats,
             Arc::new(AtomicI64::new(1)),
             &IngestConfig::default(),
         );
         let device = Device {
-            id: DeviceId::new("aq-1").unwrap(),
-            kind: DeviceKind::new("air_quality").unwrap(),
+            id: DeviceId::new(id).unwrap(),
+            kind: DeviceKind::new(kind).unwrap(),
             lon: 116.41,
             lat: 39.91,
         };
         shard.upsert_device(device.clone(), None);
+        (shard, device)
+    }
+
+    /// Last values: one per measurement, the newest by reading time (a late older reading does not
+    /// overwrite it), with the unit it came with; written once per flush, and only when changed.
+    #[test]
+    fn last_values_keep_the_newest_reading_of_each_measurement() {
+        let (mut shard, device) =
+            shard_with_device("aq-1", "air_quality", Arc::new(IngestStats::default()));
         let mut out = Vec::new();
         let mut send = |shard: &mut Shard, body: &str| {
             shard.process(
@@ -1042,21 +1049,7 @@ mod tests {
     #[tokio::test]
     async fn a_message_that_waited_too_long_is_shed_and_counted() {
         let stats = Arc::new(IngestStats::default());
-        let mut shard = Shard::new(
-            0,
-            Arc::new(HashMap::new()),
-            Bus::new(cityops_bus::BusConfig::default()),
-            stats.clone(),
-            Arc::new(AtomicI64::new(1)),
-            &IngestConfig::default(),
-        );
-        let device = Device {
-            id: DeviceId::new("noise-1").unwrap(),
-            kind: DeviceKind::new("noise").unwrap(),
-            lon: 116.41,
-            lat: 39.91,
-        };
-        shard.upsert_device(device.clone(), None);
+        let (shard, _) = shard_with_device("noise-1", "noise", stats.clone());
         let (tx, rx) = mpsc::channel(16);
         let (writer_tx, _writer_rx) = mpsc::channel(16);
         let body = Bytes::from_static(br#"{"level": 60.5}"#);
